@@ -1,0 +1,2 @@
+"""Root conftest: load the saliencybench pytest plugin and little else."""
+pytest_plugins = ["suite.plugin"]
