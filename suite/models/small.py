@@ -1,0 +1,178 @@
+"""The suite's own small image classifiers.
+
+Every forward pass is a chain of modules (no functional ReLU, no module used twice), so hooks
+(guided backprop, DeconvNet, LRP) see every non-linearity. ReLUs are not in-place.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+
+def _check_shape(in_shape: tuple[int, int, int], num_classes: int) -> tuple[int, int, int]:
+    if len(in_shape) != 3 or min(in_shape) < 1:
+        raise ValueError(f"in_shape must be (C, H, W) with positive sizes, got {in_shape!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    return tuple(int(s) for s in in_shape)  # type: ignore[return-value]
+
+
+def _conv_trunk(c: int, widths: tuple[int, int, int]) -> "OrderedDict[str, nn.Module]":
+    w1, w2, w3 = widths
+    return OrderedDict(
+        conv1=nn.Conv2d(c, w1, 3, padding=1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(w1, w2, 3, padding=1), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2),
+        conv3=nn.Conv2d(w2, w3, 3, padding=1), relu3=nn.ReLU(),
+    )
+
+
+class SimpleCNN(nn.Module):
+    """Three 3x3 conv layers (two max-pools) and a two-layer fully connected head."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int],
+                 widths: tuple[int, int, int] = (16, 32, 64), hidden: int = 128):
+        super().__init__()
+        c, _, _ = _check_shape(in_shape, num_classes)
+        self.features = nn.Sequential(_conv_trunk(c, widths))
+        self.classifier = nn.Sequential(OrderedDict(
+            pool=nn.AdaptiveAvgPool2d(4), flatten=nn.Flatten(),
+            fc1=nn.Linear(widths[2] * 16, hidden), relu=nn.ReLU(),
+            fc2=nn.Linear(hidden, num_classes),
+        ))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class MLP(nn.Module):
+    """Fully connected network; it has no feature map, so Grad-CAM does not apply to it."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int],
+                 hidden: tuple[int, int] = (256, 128)):
+        super().__init__()
+        c, h, w = _check_shape(in_shape, num_classes)
+        self.net = nn.Sequential(OrderedDict(
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(c * h * w, hidden[0]), relu1=nn.ReLU(),
+            fc2=nn.Linear(hidden[0], hidden[1]), relu2=nn.ReLU(),
+            fc3=nn.Linear(hidden[1], num_classes),
+        ))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CAMCNN(nn.Module):
+    """Conv trunk, global average pooling and one linear layer: the CAM architecture (Zhou 2016)."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int],
+                 widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        c, _, _ = _check_shape(in_shape, num_classes)
+        self.features = nn.Sequential(_conv_trunk(c, widths))
+        self.classifier = nn.Sequential(OrderedDict(
+            gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(widths[2], num_classes),
+        ))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block; the skip addition is followed by its own ReLU module."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(OrderedDict(
+                conv=nn.Conv2d(cin, cout, 1, stride=stride, bias=False), bn=nn.BatchNorm2d(cout)))
+        self.relu2 = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + self.shortcut(x))
+
+
+class ResNet8(nn.Module):
+    """ResNet-8 (He et al. 2016, the 6n+2 CIFAR family with n = 1): stem and three basic blocks."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int],
+                 widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        c, _, _ = _check_shape(in_shape, num_classes)
+        self.stem = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(c, widths[0], 3, padding=1, bias=False), bn=nn.BatchNorm2d(widths[0]),
+            relu=nn.ReLU()))
+        self.layer1 = BasicBlock(widths[0], widths[0], 1)
+        self.layer2 = BasicBlock(widths[0], widths[1], 2)
+        self.layer3 = BasicBlock(widths[1], widths[2], 2)
+        self.head = nn.Sequential(OrderedDict(
+            gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(widths[2], num_classes)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer3(self.layer2(self.layer1(self.stem(x)))))
+
+
+class ChannelAttention(nn.Module):
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.avg = nn.AdaptiveAvgPool2d(1)
+        self.max = nn.AdaptiveMaxPool2d(1)
+        self.mlp = nn.Sequential(OrderedDict(
+            fc1=nn.Conv2d(channels, hidden, 1), relu=nn.ReLU(), fc2=nn.Conv2d(hidden, channels, 1)))
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.mlp(self.avg(x)) + self.mlp(self.max(x)))
+
+
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel_size: int = 7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return x * self.gate(self.conv(pooled))
+
+
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module (Woo et al., ECCV 2018): channel then spatial gate."""
+
+    def __init__(self, channels: int, reduction: int = 4, kernel_size: int = 7):
+        super().__init__()
+        self.channel = ChannelAttention(channels, reduction)
+        self.spatial = SpatialAttention(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(self.channel(x))
+
+
+class CBAMCNN(nn.Module):
+    """The simple CNN's trunk with a CBAM block after every conv layer, GAP head."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int],
+                 widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        c, _, _ = _check_shape(in_shape, num_classes)
+        w1, w2, w3 = widths
+        self.features = nn.Sequential(OrderedDict(
+            conv1=nn.Conv2d(c, w1, 3, padding=1), relu1=nn.ReLU(), cbam1=CBAM(w1), pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(w1, w2, 3, padding=1), relu2=nn.ReLU(), cbam2=CBAM(w2), pool2=nn.MaxPool2d(2),
+            conv3=nn.Conv2d(w2, w3, 3, padding=1), relu3=nn.ReLU(), cbam3=CBAM(w3),
+        ))
+        self.classifier = nn.Sequential(OrderedDict(
+            gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(w3, num_classes)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

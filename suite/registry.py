@@ -1,0 +1,166 @@
+"""Name -> spec tables, filled by small ``register_*`` calls, and ``cases_for(metric, scale)``.
+
+Ids are what ``pytest -k`` matches, and ``-k`` matches substrings. So within a kind (datasets,
+models, methods, metrics) no id may be a substring of another: ``mnist`` would select
+``fashionmnist`` too. Registration refuses such an id with an error that names both.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from suite.specs import SCALES, Case, DatasetSpec, MethodSpec, ModelSpec, check_scale
+
+DATASETS: dict[str, DatasetSpec] = {}
+MODELS: dict[str, ModelSpec] = {}
+METHODS: dict[str, MethodSpec] = {}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric's place in the case matrix.
+
+    ``needs_method``: cases are (dataset, model, method); otherwise (dataset, model).
+    ``models``/``datasets``: per scale, the ids the metric runs on by default (None: all valid).
+    ``methods``: per scale, the method ids (None: all valid).
+    ``needs_layer``: every case needs the model's Grad-CAM layer (rare; methods declare their own).
+    """
+
+    name: str
+    description: str = ""
+    needs_method: bool = True
+    higher_is_better: bool = True
+    models: dict[str, tuple[str, ...]] | None = None
+    datasets: dict[str, tuple[str, ...]] | None = None
+    methods: dict[str, tuple[str, ...]] | None = None
+    needs_layer: bool = False
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+_ID = re.compile(r"^[a-z][a-z0-9_]*$")
+_TABLES: dict[str, dict[str, Any]] = {"dataset": DATASETS, "model": MODELS, "method": METHODS,
+                                      "metric": METRICS}
+
+
+class RegistryError(ValueError):
+    """A registration that would make the case matrix ambiguous or invalid."""
+
+
+def check_id(kind: str, name: str, *, replace: bool = False) -> None:
+    table = _TABLES[kind]
+    if not isinstance(name, str) or not _ID.match(name):
+        raise RegistryError(
+            f"{kind} id {name!r} is not allowed: use lower-case letters, digits and '_', "
+            "starting with a letter (ids appear in pytest node ids and -k expressions)")
+    if name in table and not replace:
+        raise RegistryError(f"{kind} id {name!r} is already registered "
+                            f"({_describe(table[name])}); pick another id or pass replace=True")
+    for other in table:
+        if other != name and (other in name or name in other):
+            raise RegistryError(
+                f"{kind} id {name!r} collides with the registered {kind} id {other!r}: "
+                f"`pytest -k {min(name, other, key=len)}` would select both. "
+                "Choose an id that neither contains nor is contained in another id.")
+
+
+def _describe(spec: Any) -> str:
+    fn = getattr(spec, "load", None) or getattr(spec, "factory", None) or getattr(spec, "explain", None)
+    where = getattr(fn, "__module__", None)
+    return f"from {where}" if where else getattr(spec, "description", "")
+
+
+def register_dataset(name: str, *, description: str = "", embedded: bool = False,
+                     has_masks: bool = False, scales: Iterable[str] = SCALES,
+                     replace: bool = False) -> Callable:
+    """Decorator for ``load(scale, ctx) -> ImageDataset``."""
+    def deco(load: Callable) -> Callable:
+        check_id("dataset", name, replace=replace)
+        DATASETS[name] = DatasetSpec(name, load, description or (load.__doc__ or "").strip(),
+                                     embedded, has_masks, tuple(check_scale(s) for s in scales))
+        return load
+    return deco
+
+
+def register_model(name: str, *, description: str = "", gradcam_layer: str | None = None,
+                   layers: Iterable[str] | None = None, scales: Iterable[str] = SCALES,
+                   min_size: int = 8, replace: bool = False) -> Callable:
+    """Decorator for ``factory(num_classes, in_shape) -> nn.Module``."""
+    def deco(factory: Callable) -> Callable:
+        check_id("model", name, replace=replace)
+        MODELS[name] = ModelSpec(name, factory, description or (factory.__doc__ or "").strip(),
+                                 gradcam_layer, tuple(layers) if layers is not None else None,
+                                 tuple(check_scale(s) for s in scales), min_size)
+        return factory
+    return deco
+
+
+def register_method(name: str, *, description: str = "", source: str = "",
+                    params: dict[str, Any] | None = None, needs_layer: bool = False,
+                    needs_mask: bool = False, needs_gradient: bool = True,
+                    is_control: bool = False, replace: bool = False) -> Callable:
+    """Decorator for ``explain(model, x, target, **params) -> Tensor``."""
+    def deco(explain: Callable) -> Callable:
+        check_id("method", name, replace=replace)
+        METHODS[name] = MethodSpec(name, explain, description or (explain.__doc__ or "").strip(),
+                                   source, tuple(sorted((params or {}).items())), needs_layer,
+                                   needs_mask, needs_gradient, is_control)
+        return explain
+    return deco
+
+
+def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
+    check_id("metric", spec.name, replace=replace)
+    METRICS[spec.name] = spec
+    return spec
+
+
+def unregister(kind: str, name: str) -> None:
+    """Remove an entry (tests and interactive use)."""
+    _TABLES[kind].pop(name, None)
+
+
+def load_builtins() -> None:
+    """Import the modules whose import registers the built-in datasets, models, methods, metrics."""
+    import importlib
+
+    for mod in ("suite.data", "suite.models", "suite.methods", "suite.metrics"):
+        importlib.import_module(mod)
+
+
+def method_applies(method: MethodSpec, model: ModelSpec, dataset: DatasetSpec) -> str | None:
+    """None when ``method`` applies to (model, dataset), else the reason it does not."""
+    if method.needs_layer and model.gradcam_layer is None:
+        return f"{method.name} needs a convolutional layer and {model.name} declares none"
+    if method.needs_mask and not dataset.has_masks:
+        return f"{method.name} needs ground-truth masks and {dataset.name} has none"
+    return None
+
+
+def cases_for(metric: str, scale: str) -> list[Case]:
+    """The valid (dataset, model[, method]) cases of ``metric`` at ``scale``, in a stable order."""
+    load_builtins()
+    check_scale(scale)
+    if metric not in METRICS:
+        raise KeyError(f"metric {metric!r} is not registered; known: {sorted(METRICS)}")
+    m = METRICS[metric]
+
+    def pick(table: dict, chosen: dict | None) -> list:
+        names = chosen.get(scale) if chosen else None
+        if names is None:
+            return [s for s in table.values() if scale in s.scales]
+        return [table[n] for n in names if n in table]
+
+    out: list[Case] = []
+    for ds in pick(DATASETS, m.datasets):
+        for mo in pick(MODELS, m.models):
+            if m.needs_layer and mo.gradcam_layer is None:
+                continue
+            if not m.needs_method:
+                out.append(Case(metric, ds.name, mo.name, None, scale))
+                continue
+            for me in pick(METHODS, m.methods):
+                if method_applies(me, mo, ds) is None:
+                    out.append(Case(metric, ds.name, mo.name, me.name, scale))
+    return out

@@ -1,0 +1,256 @@
+"""Pure helpers over a results.json dict: grouping, ranking, counts, formatting.
+
+Everything here takes plain JSON-like data (``dict``/``list``/numbers/``None``) and returns plain
+data, so the HTML page, the CSV and the terminal summary all agree on one reading of the records.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime
+from typing import Any, Iterable
+
+Case = dict[str, Any]
+GroupKey = tuple[str, str, str]  # (metric, dataset, model)
+
+OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped")
+OUTCOME_LABELS = {
+    "passed": "passed",
+    "failed": "failed",
+    "xfailed": "xfailed (expected failure)",
+    "xpassed": "xpassed (unexpectedly passed)",
+    "skipped": "skipped",
+}
+BASELINE_METHOD = "random"
+PLAIN_METRICS = ("accuracy",)  # metrics shown as a plain table, not ranked by method
+
+
+def text(value: Any, missing: str = "—") -> str:
+    """A field as display text; ``None`` becomes ``missing``."""
+    return missing if value is None else str(value)
+
+
+def as_score(value: Any) -> float | None:
+    """A finite float, or ``None`` for missing, non-numeric, NaN or infinite values."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def fmt_num(value: Any, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits; ``—`` when missing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "—"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return f"{value:.{digits}g}"
+
+
+def fmt_signed(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:+.{digits}g}"
+
+
+def fmt_duration(seconds: Any) -> str:
+    s = as_score(seconds)
+    if s is None:
+        return "—"
+    if s < 60:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    minutes, sec = divmod(round(s), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def run_duration_s(run: dict) -> float | None:
+    """Seconds between run.started and run.finished, or ``None`` if either is missing/invalid."""
+    try:
+        start = datetime.fromisoformat(run["started"])
+        end = datetime.fromisoformat(run["finished"])
+        return (end - start).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def cases_of(results: dict) -> list[Case]:
+    return [c for c in results.get("cases") or [] if isinstance(c, dict)]
+
+
+def outcome_counts(results: dict) -> dict[str, int]:
+    """Counts per outcome: the five standard ones always present, others (e.g. ``error``) added."""
+    counts = Counter(text(c.get("outcome"), "unknown") for c in cases_of(results))
+    out = {k: counts.pop(k, 0) for k in OUTCOMES}
+    out.update(sorted(counts.items()))
+    return out
+
+
+def details(case: Case) -> dict:
+    d = case.get("details")
+    return d if isinstance(d, dict) else {}
+
+
+def expectation(case: Case) -> dict | None:
+    e = details(case).get("expectation")
+    return e if isinstance(e, dict) else None
+
+
+def method_label(case: Case) -> str:
+    return text(case.get("method"), "(none)")
+
+
+def metric_order(metrics: Iterable[str]) -> list[str]:
+    """Stable order: plain metrics (accuracy) first, then the rest alphabetically."""
+    metrics = set(metrics)
+    first = [m for m in PLAIN_METRICS if m in metrics]
+    return first + sorted(metrics - set(first))
+
+
+def group_cases(results: dict) -> dict[str, dict[tuple[str, str], list[Case]]]:
+    """``{metric: {(dataset, model): [cases]}}`` with metrics and groups in a stable order."""
+    by_metric: dict[str, dict[tuple[str, str], list[Case]]] = {}
+    for case in cases_of(results):
+        metric = text(case.get("metric"), "(no metric)")
+        key = (text(case.get("dataset"), "(none)"), text(case.get("model"), "(none)"))
+        by_metric.setdefault(metric, {}).setdefault(key, []).append(case)
+    return {
+        m: {k: by_metric[m][k] for k in sorted(by_metric[m])} for m in metric_order(by_metric)
+    }
+
+
+def direction(cases: Iterable[Case]) -> bool | None:
+    """The group's ``higher_is_better`` (the most common non-null value), or ``None``."""
+    votes = Counter(c.get("higher_is_better") for c in cases
+                    if isinstance(c.get("higher_is_better"), bool))
+    if not votes:
+        return None
+    return votes.most_common(1)[0][0]
+
+
+def direction_text(higher: bool | None) -> str:
+    return {True: "higher is better", False: "lower is better"}.get(higher, "direction unknown")
+
+
+def baseline_score(case: Case, group: list[Case] | None = None) -> float | None:
+    """The case's own ``baseline.score``, else the score of the group's ``random`` case."""
+    base = case.get("baseline")
+    if isinstance(base, dict) and as_score(base.get("score")) is not None:
+        return as_score(base.get("score"))
+    return group_baseline(group or [])
+
+
+def group_baseline(group: list[Case]) -> float | None:
+    """The score of the group's ``random`` case, else the first recorded ``baseline.score``."""
+    for case in group:
+        if case.get("method") == BASELINE_METHOD and as_score(case.get("score")) is not None:
+            return as_score(case.get("score"))
+    for case in group:
+        base = case.get("baseline")
+        if isinstance(base, dict) and as_score(base.get("score")) is not None:
+            return as_score(base.get("score"))
+    return None
+
+
+def advantage(score: Any, base: float | None, higher: bool | None) -> float | None:
+    """Score relative to the baseline, signed so that positive always means better."""
+    score = as_score(score)
+    if score is None or base is None or higher is None:
+        return None
+    return score - base if higher else base - score
+
+
+def rank_group(group: list[Case], higher: bool | None) -> list[tuple[int | None, Case]]:
+    """Cases ordered best first with their rank (1 = best; ties share the lower rank).
+
+    Only cases with a finite score and a known direction get a rank; the others follow with rank
+    ``None``, ordered by method. Ties in score are broken by method then nodeid for display only.
+    """
+    def name_key(c: Case) -> tuple[str, str]:
+        return (method_label(c), text(c.get("nodeid"), ""))
+
+    has_score = [higher is not None and as_score(c.get("score")) is not None for c in group]
+    scored = [c for c, ok in zip(group, has_score) if ok]
+    unscored = sorted((c for c, ok in zip(group, has_score) if not ok), key=name_key)
+    sign = -1.0 if higher else 1.0
+    scored.sort(key=lambda c: (sign * as_score(c["score"]), name_key(c)))
+    ranked: list[tuple[int | None, Case]] = []
+    prev: float | None = None
+    rank = 0
+    for i, case in enumerate(scored, start=1):
+        if as_score(case["score"]) != prev:
+            rank, prev = i, as_score(case["score"])
+        ranked.append((rank, case))
+    return ranked + [(None, c) for c in unscored]
+
+
+def skipped_datasets(results: dict) -> dict[str, list[str]]:
+    """``{dataset: [reasons]}`` from run.skipped_datasets and from datasets all of whose cases
+    were skipped (their ``details.reason``), reasons deduplicated, datasets sorted."""
+    out: dict[str, list[str]] = {}
+    declared = (results.get("run") or {}).get("skipped_datasets") or {}
+    if isinstance(declared, dict):
+        for ds, reason in declared.items():
+            out.setdefault(str(ds), []).append(text(reason, "no reason given"))
+    by_ds: dict[str, list[Case]] = {}
+    for case in cases_of(results):
+        if case.get("dataset") is not None:
+            by_ds.setdefault(str(case["dataset"]), []).append(case)
+    for ds, cases in by_ds.items():
+        if all(c.get("outcome") == "skipped" for c in cases):
+            for c in cases:
+                out.setdefault(ds, []).append(text(details(c).get("reason"), "no reason given"))
+    return {ds: _unique(out[ds]) for ds in sorted(out)}
+
+
+def other_skips(results: dict) -> dict[str, list[str]]:
+    """Skipped cases outside the fully skipped datasets: ``{reason: [nodeids]}``, sorted."""
+    whole = set(skipped_datasets(results))
+    out: dict[str, list[str]] = {}
+    for c in cases_of(results):
+        if c.get("outcome") == "skipped" and text(c.get("dataset"), "") not in whole:
+            out.setdefault(text(details(c).get("reason"), "no reason given"), []).append(
+                text(c.get("nodeid"), "?"))
+    return {r: sorted(out[r]) for r in sorted(out)}
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for item in items:
+        seen.setdefault(item, None)
+    other = [r for r in seen if r != "no reason given"]
+    return other or list(seen)
+
+
+def summary_matrix(results: dict) -> tuple[list[tuple[str, str, str, bool | None]],
+                                           dict[str, dict[int, dict[str, Any]]]]:
+    """Ranks of every method in every ranked (metric, dataset, model) group.
+
+    Returns ``(columns, rows)``: columns are ``(metric, dataset, model, higher_is_better)`` in
+    page order; rows map method -> {column index -> {"rank", "n", "adv", "outcome", "score"}}.
+    """
+    columns: list[tuple[str, str, str, bool | None]] = []
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for metric, groups in group_cases(results).items():
+        if metric in PLAIN_METRICS:
+            continue
+        for (dataset, model), group in groups.items():
+            higher = direction(group)
+            col = len(columns)
+            columns.append((metric, dataset, model, higher))
+            ranked = rank_group(group, higher)
+            n = sum(1 for r, _ in ranked if r is not None)
+            base = group_baseline(group)
+            for rank, case in ranked:
+                cell = rows.setdefault(method_label(case), {})
+                if col in cell:  # duplicate method in one group: keep the better-ranked one
+                    continue
+                cell[col] = {"rank": rank, "n": n, "outcome": case.get("outcome"),
+                             "score": as_score(case.get("score")),
+                             "adv": advantage(case.get("score"), base, higher)}
+    return columns, rows
+
+
+def mean_rank(cells: dict[int, dict[str, Any]]) -> float | None:
+    ranks = [c["rank"] for c in cells.values() if c["rank"] is not None]
+    return sum(ranks) / len(ranks) if ranks else None
