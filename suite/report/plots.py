@@ -55,7 +55,11 @@ def usable_curves(case: Case) -> list[dict]:
 
 def curves_png(group: list[Case], title: str, colors: dict[str, str],
                direction: str = "") -> bytes | None:
-    """PNG of all curves of a group's cases, or ``None`` when no case has a usable curve."""
+    """PNG of all curves of a group's cases, or ``None`` when no case has a usable curve.
+
+    Curves are drawn and listed in the legend in the order of ``group`` (pass it best first), the
+    random baseline last.
+    """
     curves = [(case, c) for case in group for c in usable_curves(case)]
     if not curves:
         return None
@@ -64,8 +68,7 @@ def curves_png(group: list[Case], title: str, colors: dict[str, str],
     ax = fig.add_subplot()
     n_per_case = {id(case): len(usable_curves(case)) for case, _ in curves}
     # Baseline last so it is drawn on top and listed last in the legend.
-    curves.sort(key=lambda cc: (cc[0].get("method") == BASELINE_METHOD, method_label(cc[0]),
-                                str(cc[1].get("label") or "")))
+    curves.sort(key=lambda cc: cc[0].get("method") == BASELINE_METHOD)  # stable
     for case, curve in curves:
         method = method_label(case)
         label = method if case.get("method") is not None else str(curve.get("label") or method)

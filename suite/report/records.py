@@ -224,7 +224,7 @@ def _unique(items: list[str]) -> list[str]:
 
 def summary_matrix(results: dict) -> tuple[list[tuple[str, str, str, bool | None]],
                                            dict[str, dict[int, dict[str, Any]]]]:
-    """Ranks of every method in every ranked (metric, dataset, model) group.
+    """Ranks of every method in every (metric, dataset, model) group with a scored case.
 
     Returns ``(columns, rows)``: columns are ``(metric, dataset, model, higher_is_better)`` in
     page order; rows map method -> {column index -> {"rank", "n", "adv", "outcome", "score"}}.
@@ -236,10 +236,12 @@ def summary_matrix(results: dict) -> tuple[list[tuple[str, str, str, bool | None
             continue
         for (dataset, model), group in groups.items():
             higher = direction(group)
-            col = len(columns)
-            columns.append((metric, dataset, model, higher))
             ranked = rank_group(group, higher)
             n = sum(1 for r, _ in ranked if r is not None)
+            if n == 0:  # nothing scored (e.g. a skipped dataset): no column
+                continue
+            col = len(columns)
+            columns.append((metric, dataset, model, higher))
             base = group_baseline(group)
             for rank, case in ranked:
                 cell = rows.setdefault(method_label(case), {})

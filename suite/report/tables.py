@@ -98,8 +98,8 @@ def summary_lines(results: dict) -> list[str]:
             lines.append(_fit("  " + "  ".join(
                 (v if len(v) <= w else v[: w - 1] + "…").ljust(w)
                 for v, w in zip(r, widths)).rstrip()))
-        lines.append("  ↑ higher is better, ↓ lower is better; 'vs random': winner's margin over "
-                      "the random baseline (+ = better)")
+        lines.append("  ↑/↓: higher/lower is better; vs random: the winner's margin over the "
+                     "random baseline (+ = better)")
     failed = [text(c.get("nodeid")) for c in results.get("cases") or []
               if c.get("outcome") == "failed"]
     for nodeid in failed[:10]:
