@@ -1,0 +1,260 @@
+"""ROAR / KAR masking: replace the top-t (remove) or all but the top-t (keep) inputs of each image.
+
+Contract:
+
+* ``k = floor(t * P)`` inputs per image are "top" (see :func:`fraction_to_count` for the rounding
+  of ``t * P``).  ``mode="remove"`` (ROAR) replaces exactly those k inputs; ``mode="keep"`` (KAR)
+  replaces the other ``P - k``.  t = 0 with "remove" and t = 1 with "keep" are the identity.
+* ``granularity="pixel"``: P = H*W, replacing a pixel replaces all C channels of it.
+  ``granularity="element"``: P = C*H*W, each entry ``e = c*H*W + h*W + w`` is replaced alone.
+* Replaced inputs take the per-channel ``fill`` value (shape (C,), or a scalar for all channels),
+  e.g. the per-channel dataset mean.
+* The order of the top inputs comes from :mod:`kernels.ranking` (descending, ties by ascending
+  flat index); :func:`rank_and_mask` selects exactly the same k inputs as
+  ``rank_order`` + :func:`mask_images`, without a full sort.
+* Outputs are new arrays with the dtype of ``images`` (float32 or float64); inputs are unchanged.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ._validate import as_array, check_choice, check_seed, fraction_to_count
+from .ranking import _check_order, flatten_for_ranking
+
+__all__ = [
+    "fraction_to_count",
+    "random_order",
+    "mask_from_order",
+    "mask_from_order_ref",
+    "mask_images",
+    "mask_images_ref",
+    "rank_and_mask",
+    "rank_and_mask_ref",
+]
+
+MODES = ("remove", "keep")
+
+
+# ----------------------------------------------------------------------------- kernels
+@numba.njit(cache=True, parallel=True)
+def _mask_from_order_nb(order, k, keep):
+    n, p = order.shape
+    out = np.empty((n, p), dtype=np.bool_)
+    for i in numba.prange(n):
+        for j in range(p):
+            out[i, order[i, j]] = (j >= k) if keep else (j < k)
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _mask_images_nb(images, order, k, keep, fill, element, out):
+    # images/out: (N, C, HW); order: (N, P) with P = HW (pixel) or C*HW (element).
+    n, c, hw = images.shape
+    p = order.shape[1]
+    for i in numba.prange(n):
+        replaced = np.zeros(p, dtype=np.bool_)
+        lo = k if keep else 0
+        hi = p if keep else k
+        for j in range(lo, hi):
+            replaced[order[i, j]] = True
+        _write_masked(images, out, i, replaced, fill, element)
+
+
+@numba.njit(cache=True)
+def _write_masked(images, out, i, replaced, fill, element):
+    n, c, hw = images.shape
+    for ch in range(c):
+        off = ch * hw if element else 0
+        f = fill[ch]
+        for q in range(hw):
+            out[i, ch, q] = f if replaced[off + q] else images[i, ch, q]
+
+
+@numba.njit(cache=True)
+def _top_k_flags(values, k, flags):
+    # flags[j] = True for the k largest values, ties by ascending index (== first k of the
+    # stable descending order).  O(P) expected via partition instead of a full sort.
+    p = values.shape[0]
+    if k <= 0:
+        flags[:] = False
+        return
+    if k >= p:
+        flags[:] = True
+        return
+    neg = np.empty(p, dtype=np.float64)
+    for j in range(p):
+        neg[j] = -values[j]
+    thr = -np.partition(neg, k - 1)[k - 1]  # k-th largest value
+    greater = 0
+    for j in range(p):
+        if values[j] > thr:
+            greater += 1
+    need = k - greater  # how many values equal to thr are taken, lowest index first
+    for j in range(p):
+        v = values[j]
+        if v > thr:
+            flags[j] = True
+        elif v == thr and need > 0:
+            flags[j] = True
+            need -= 1
+        else:
+            flags[j] = False
+
+
+@numba.njit(cache=True, parallel=True)
+def _rank_and_mask_nb(images, values, k, keep, fill, element, out):
+    n = images.shape[0]
+    p = values.shape[1]
+    for i in numba.prange(n):
+        flags = np.empty(p, dtype=np.bool_)
+        _top_k_flags(values[i], k, flags)
+        if keep:
+            for j in range(p):
+                flags[j] = not flags[j]
+        _write_masked(images, out, i, flags, fill, element)
+
+
+# ----------------------------------------------------------------------------- helpers
+def random_order(n: int, p: int, seed: int) -> np.ndarray:
+    """Seeded random ranking (the ROAR random control): ``(n, p)`` int64, each row a permutation.
+
+    Row i is the i-th row drawn by ``np.random.default_rng(seed).permuted(..., axis=1)``:
+    reproducible under ``seed``, different across seeds, and the first rows do not depend on n.
+    """
+    for v, nm in ((n, "n"), (p, "p")):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{nm} must be a positive int, got {v!r}")
+    rng = np.random.default_rng(check_seed(seed))
+    base = np.broadcast_to(np.arange(p, dtype=np.int64), (int(n), int(p)))
+    return rng.permuted(base, axis=1)
+
+
+def _check_images(images):
+    return as_array(images, "images", ndim=4, dtypes=(np.float32, np.float64))
+
+
+def _check_fill(fill, c: int) -> np.ndarray:
+    f = np.asarray(fill, dtype=np.float64)
+    if f.ndim == 0:
+        f = np.full(c, float(f))
+    if f.shape != (c,):
+        raise ValueError(f"fill must be a scalar or have shape ({c},) (one value per channel), got {f.shape}")
+    if np.isnan(f).any():
+        raise ValueError(f"fill contains NaN: {f.tolist()}; NaN is not allowed")
+    return np.ascontiguousarray(f)
+
+
+def _p_for(images: np.ndarray, granularity: str) -> int:
+    n, c, h, w = images.shape
+    return h * w if granularity == "pixel" else c * h * w
+
+
+def _check_order_for(order, images, granularity):
+    o = _check_order(order)
+    p = _p_for(images, granularity)
+    if o.shape != (images.shape[0], p):
+        raise ValueError(
+            f"order must have shape (N, P) = ({images.shape[0]}, {p}) for granularity={granularity!r} "
+            f"and images of shape {images.shape}, got {o.shape}"
+        )
+    return o
+
+
+# ----------------------------------------------------------------------------- mask only
+def mask_from_order_ref(order, t: float, mode: str = "remove") -> np.ndarray:
+    """Plain numpy reference of :func:`mask_from_order`."""
+    check_choice(mode, "mode", MODES)
+    o = _check_order(order)
+    k = fraction_to_count(t, o.shape[1])
+    top = np.zeros(o.shape, dtype=bool)
+    np.put_along_axis(top, o[:, :k], True, axis=1)
+    return ~top if mode == "keep" else top
+
+
+def mask_from_order(order, t: float, mode: str = "remove") -> np.ndarray:
+    """Boolean ``(N, P)`` mask, True where an input is replaced.
+
+    ``order``: ``(N, P)`` rows of permutations (most important first).  "remove": True on
+    ``order[:, :k]``; "keep": True on ``order[:, k:]``; ``k = floor(t * P)``.
+    """
+    check_choice(mode, "mode", MODES)
+    o = _check_order(order)
+    k = fraction_to_count(t, o.shape[1])
+    return _mask_from_order_nb(o, k, mode == "keep")
+
+
+# ----------------------------------------------------------------------------- images
+def mask_images_ref(images, order, t: float, fill, mode: str = "remove", granularity: str = "pixel") -> np.ndarray:
+    """Plain numpy reference of :func:`mask_images` (put_along_axis + np.where)."""
+    check_choice(granularity, "granularity", ("pixel", "element"))
+    x = _check_images(images)
+    n, c, h, w = x.shape
+    replaced = mask_from_order_ref(_check_order_for(order, x, granularity), t, mode)
+    f = _check_fill(fill, c).astype(x.dtype)[None, :, None]
+    if granularity == "pixel":
+        rep = replaced[:, None, :]
+    else:
+        rep = replaced.reshape(n, c, h * w)
+    return np.where(rep, f, x.reshape(n, c, h * w)).reshape(x.shape)
+
+
+def mask_images(images, order, t: float, fill, mode: str = "remove", granularity: str = "pixel") -> np.ndarray:
+    """Replace inputs of ``images`` ``(N, C, H, W)`` following a given ranking ``order``.
+
+    ``order``: ``(N, P)`` int permutations, most important first (:func:`kernels.rank_order` or
+    :func:`random_order`), P = H*W (pixel) or C*H*W (element).  Exactly ``k = floor(t * P)``
+    inputs are "top"; "remove" replaces them, "keep" replaces the rest, with ``fill`` per channel.
+    Returns a new array of the dtype of ``images``.
+    """
+    check_choice(mode, "mode", MODES)
+    check_choice(granularity, "granularity", ("pixel", "element"))
+    x = _check_images(images)
+    n, c, h, w = x.shape
+    o = _check_order_for(order, x, granularity)
+    k = fraction_to_count(t, o.shape[1])
+    f = _check_fill(fill, c)
+    out = np.empty((n, c, h * w), dtype=x.dtype)
+    _mask_images_nb(x.reshape(n, c, h * w), o, k, mode == "keep", f, granularity == "element", out)
+    return out.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------- rank + mask
+def _check_attr_for(attributions, x, granularity):
+    v = flatten_for_ranking(attributions, granularity)
+    p = _p_for(x, granularity)
+    if v.shape != (x.shape[0], p):
+        raise ValueError(
+            f"attributions do not fit images of shape {x.shape} for granularity={granularity!r}: "
+            f"need N={x.shape[0]} maps of {p} values, got {np.shape(attributions)}"
+        )
+    return v
+
+
+def rank_and_mask_ref(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel"):
+    """Plain numpy reference of :func:`rank_and_mask`: stable argsort, then fancy indexing."""
+    x = _check_images(images)
+    v = _check_attr_for(attributions, x, granularity)
+    order = np.argsort(-v, axis=1, kind="stable")
+    return mask_images_ref(x, order, t, fill, mode, granularity)
+
+
+def rank_and_mask(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel") -> np.ndarray:
+    """Rank ``attributions`` and mask ``images`` in one parallel pass (ROAR/KAR for a dataset).
+
+    ``images``: ``(N, C, H, W)`` float32/float64.  ``attributions``: ``(N, H, W)`` or
+    ``(N, 1, H, W)`` for "pixel", ``(N, C, H, W)`` for "element"; no NaN.  Selects the same
+    ``k = floor(t * P)`` top inputs as ``mask_images(images, rank_order(attributions), ...)``
+    (descending, ties by ascending flat index) using a partial selection per image instead of a
+    sort.  Returns a new array of the dtype of ``images``.
+    """
+    check_choice(mode, "mode", MODES)
+    check_choice(granularity, "granularity", ("pixel", "element"))
+    x = _check_images(images)
+    n, c, h, w = x.shape
+    v = _check_attr_for(attributions, x, granularity)
+    k = fraction_to_count(t, v.shape[1])
+    f = _check_fill(fill, c)
+    out = np.empty((n, c, h * w), dtype=x.dtype)
+    _rank_and_mask_nb(x.reshape(n, c, h * w), v, k, mode == "keep", f, granularity == "element", out)
+    return out.reshape(x.shape)
