@@ -5,7 +5,6 @@ import base64
 import copy
 import csv
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -197,8 +196,8 @@ def test_accuracy_is_a_plain_table(demo):
     section = parse(demo[3]).find("section", id="metric-accuracy")
     rows = [[td.text() for td in tr.iter("td")]
             for tr in section.find("table", class_="accuracy").find("tbody").iter("tr")]
-    assert [r[:3] for r in rows] == [["cifar10", "resnet8", "—"], ["digits", "simplecnn", "0.972"],
-                                     ["shapes", "mlp", "0.884"]]
+    assert [r[:3] for r in rows] == [["cifar10", "resnet8", "—"],
+                                     ["digits", "simplecnn", "0.972"], ["shapes", "mlp", "0.884"]]
     assert rows[0][3].startswith("skipped")
     assert not list(section.iter("img"))
 
@@ -299,7 +298,8 @@ def test_csv_round_trip(demo):
 
 
 def test_write_csv_exact_floats(tmp_path):
-    path = write_csv(results_of(case("n,1", "grad", 0.1 + 0.2, duration_s=1 / 3)), tmp_path / "r.csv")
+    results = results_of(case("n,1", "grad", 0.1 + 0.2, duration_s=1 / 3))
+    path = write_csv(results, tmp_path / "r.csv")
     row = next(csv.DictReader(path.open(newline="")))
     assert row["nodeid"] == "n,1" and float(row["score"]) == 0.1 + 0.2
     assert float(row["duration_s"]) == 1 / 3
