@@ -41,7 +41,8 @@ pytestmark = pytest.mark.skipif(
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--mute-audio", "--window-size=1280,900"]
+         "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio",
+         "--window-size=1280,900"]
 
 # Installed first thing in <head>: records errors (script errors, failed resources, CSP blocks).
 EARLY = """<script>window.__errors = [];
