@@ -1,0 +1,436 @@
+"""Similarity measures for the sanity checks (Adebayo et al. 2018), batched over map pairs.
+
+Contract:
+
+* :func:`spearman`: Spearman rank correlation of each pair of maps ``a[n], b[n]`` (any shape
+  ``(N, ...)``, flattened per item), optionally of the absolute values first.  Ties get averaged
+  ranks (``scipy.stats.rankdata(method="average")``), then Pearson of the ranks, as
+  ``scipy.stats.spearmanr``.  A **constant map gives NaN** (like scipy, without the warning).
+* :func:`ssim`: mean SSIM of each pair of ``(N, H, W)`` maps, exactly
+  ``skimage.metrics.structural_similarity(a, b, data_range=..., gaussian_weights=False,
+  win_size=7, K1=0.01, K2=0.03, use_sample_covariance=True)`` (uniform window, means over the
+  windows centred at least ``(win_size-1)//2`` pixels from the border, so the filter's boundary
+  mode never matters).  Always computed in float64 (skimage uses float32 for float32 inputs).
+* :func:`hog_features` / :func:`hog_pearson`: skimage.feature.hog features of 2-d maps (central
+  differences with zero border gradient, unsigned orientations in ``[0, 180)``, cell histograms
+  divided by the cell area, overlapping blocks, ``block_norm="L2-Hys"``, eps = 1e-5) and the
+  Pearson correlation of the feature vectors of each pair (NaN if one vector is constant, e.g.
+  a constant map).  skimage accumulates cell histograms in float32; we use float64, so features
+  agree to ~1e-6 relative and the Pearson value to better than 1e-5.
+* :func:`sobel_edges`: per-channel Sobel gradient magnitude ``hypot(sobel_rows, sobel_cols)``
+  of ``(N, C, H, W)`` images, as ``scipy.ndimage.sobel`` with the same boundary ``mode``, then
+  reduced over channels by ``"sum"`` (default) or ``"max"``; returns ``(N, H, W)`` float64.
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ._validate import as_array, check_choice
+
+__all__ = [
+    "spearman", "spearman_ref",
+    "ssim", "ssim_ref",
+    "hog_features", "hog_features_ref", "hog_pearson", "hog_pearson_ref",
+    "sobel_edges", "sobel_edges_ref",
+]
+
+
+# ----------------------------------------------------------------------------- Spearman
+@numba.njit(cache=True)
+def _average_ranks(v, out):
+    p = v.shape[0]
+    idx = np.argsort(v)
+    i = 0
+    while i < p:
+        j = i + 1
+        while j < p and v[idx[j]] == v[idx[i]]:
+            j += 1
+        r = 0.5 * (i + j - 1) + 1.0
+        for k in range(i, j):
+            out[idx[k]] = r
+        i = j
+
+
+@numba.njit(cache=True)
+def _pearson(x, y):
+    p = x.shape[0]
+    mx = 0.0
+    my = 0.0
+    for i in range(p):
+        mx += x[i]
+        my += y[i]
+    mx /= p
+    my /= p
+    sxy = 0.0
+    sxx = 0.0
+    syy = 0.0
+    for i in range(p):
+        dx = x[i] - mx
+        dy = y[i] - my
+        sxy += dx * dy
+        sxx += dx * dx
+        syy += dy * dy
+    if sxx == 0.0 or syy == 0.0:
+        return np.nan
+    r = sxy / math.sqrt(sxx * syy)
+    return max(-1.0, min(1.0, r))
+
+
+@numba.njit(cache=True, parallel=True)
+def _spearman_nb(a, b, absolute):
+    n, p = a.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in numba.prange(n):
+        va = np.empty(p, dtype=np.float64)
+        vb = np.empty(p, dtype=np.float64)
+        for j in range(p):
+            va[j] = abs(a[i, j]) if absolute else a[i, j]
+            vb[j] = abs(b[i, j]) if absolute else b[i, j]
+        ra = np.empty(p, dtype=np.float64)
+        rb = np.empty(p, dtype=np.float64)
+        _average_ranks(va, ra)
+        _average_ranks(vb, rb)
+        out[i] = _pearson(ra, rb)
+    return out
+
+
+def _pair(a, b, ndim=None):
+    x = as_array(a, "a", ndim=ndim if ndim else tuple(range(1, 8)))
+    y = as_array(b, "b", ndim=ndim if ndim else tuple(range(1, 8)))
+    if x.shape != y.shape:
+        raise ValueError(f"a and b must have the same shape, got {x.shape} and {y.shape}")
+    return x, y
+
+
+def spearman_ref(a, b, absolute: bool = False) -> np.ndarray:
+    """Reference: a loop of ``scipy.stats.spearmanr`` over the pairs."""
+    import scipy.stats
+
+    x, y = _pair(a, b)
+    x = x.reshape(x.shape[0], -1).astype(np.float64)
+    y = y.reshape(y.shape[0], -1).astype(np.float64)
+    if absolute:
+        x, y = np.abs(x), np.abs(y)
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        if np.ptp(x[i]) == 0 or np.ptp(y[i]) == 0:
+            out[i] = np.nan
+        else:
+            out[i] = scipy.stats.spearmanr(x[i], y[i]).statistic
+    return out
+
+
+def spearman(a, b, absolute: bool = False) -> np.ndarray:
+    """Spearman rank correlation per pair: ``(N,)`` float64; ``a``, ``b``: same shape ``(N, ...)``.
+
+    ``absolute=True`` ranks ``|a|`` and ``|b|``.  Ties: averaged ranks.  Constant map: NaN.
+    """
+    x, y = _pair(a, b)
+    x = np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=np.float64)
+    y = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
+    return _spearman_nb(x, y, bool(absolute))
+
+
+# ----------------------------------------------------------------------------- SSIM
+@numba.njit(cache=True, parallel=True)
+def _ssim_nb(a, b, win, c1, c2, cov_norm):
+    n, h, w = a.shape
+    out = np.empty(n, dtype=np.float64)
+    oh = h - win + 1
+    ow = w - win + 1
+    npx = float(win * win)
+    for i in numba.prange(n):
+        # horizontal window sums of x, y, xx, yy, xy: (5, H, ow)
+        hs = np.zeros((5, h, ow), dtype=np.float64)
+        for y in range(h):
+            for xo in range(ow):
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                s4 = 0.0
+                for k in range(win):
+                    u = a[i, y, xo + k]
+                    v = b[i, y, xo + k]
+                    s0 += u
+                    s1 += v
+                    s2 += u * u
+                    s3 += v * v
+                    s4 += u * v
+                hs[0, y, xo] = s0
+                hs[1, y, xo] = s1
+                hs[2, y, xo] = s2
+                hs[3, y, xo] = s3
+                hs[4, y, xo] = s4
+        total = 0.0
+        for yo in range(oh):
+            for xo in range(ow):
+                m = np.zeros(5)
+                for q in range(5):
+                    s = 0.0
+                    for k in range(win):
+                        s += hs[q, yo + k, xo]
+                    m[q] = s / npx
+                ux = m[0]
+                uy = m[1]
+                vx = cov_norm * (m[2] - ux * ux)
+                vy = cov_norm * (m[3] - uy * uy)
+                vxy = cov_norm * (m[4] - ux * uy)
+                a1 = 2.0 * ux * uy + c1
+                a2 = 2.0 * vxy + c2
+                b1 = ux * ux + uy * uy + c1
+                b2 = vx + vy + c2
+                total += (a1 * a2) / (b1 * b2)
+        out[i] = total / (oh * ow)
+    return out
+
+
+def _ssim_args(a, b, data_range, win_size, K1, K2):
+    x, y = _pair(a, b, ndim=3)
+    n, h, w = x.shape
+    if isinstance(win_size, bool) or not isinstance(win_size, (int, np.integer)) or win_size < 3 or win_size % 2 == 0:
+        raise ValueError(f"win_size must be an odd int >= 3, got {win_size!r}")
+    if win_size > min(h, w):
+        raise ValueError(f"win_size={win_size} exceeds the map size {h} x {w}")
+    try:
+        dr = float(data_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"data_range must be a positive number, got {data_range!r}") from None
+    if not (math.isfinite(dr) and dr > 0):
+        raise ValueError(f"data_range must be a positive finite number, got {data_range!r}")
+    for nm, kv in (("K1", K1), ("K2", K2)):
+        if not (math.isfinite(float(kv)) and float(kv) > 0):
+            raise ValueError(f"{nm} must be a positive number, got {kv!r}")
+    return x, y, dr, int(win_size)
+
+
+def ssim_ref(a, b, data_range, win_size: int = 7, use_sample_covariance: bool = True, K1=0.01, K2=0.03):
+    """Reference: a loop of ``skimage.metrics.structural_similarity`` on float64 copies."""
+    from skimage.metrics import structural_similarity
+
+    x, y, dr, win = _ssim_args(a, b, data_range, win_size, K1, K2)
+    return np.array([
+        structural_similarity(x[i].astype(np.float64), y[i].astype(np.float64), data_range=dr, win_size=win,
+                              gaussian_weights=False, use_sample_covariance=use_sample_covariance, K1=K1, K2=K2)
+        for i in range(x.shape[0])
+    ])
+
+
+def ssim(a, b, data_range, win_size: int = 7, use_sample_covariance: bool = True, K1=0.01, K2=0.03) -> np.ndarray:
+    """Mean SSIM per pair of ``(N, H, W)`` maps: ``(N,)`` float64 (uniform window, see module doc).
+
+    ``data_range`` (required, > 0): max - min of the value range, as skimage's argument.
+    """
+    x, y, dr, win = _ssim_args(a, b, data_range, win_size, K1, K2)
+    npx = win * win
+    cov_norm = npx / (npx - 1.0) if use_sample_covariance else 1.0
+    return _ssim_nb(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
+                    win, (K1 * dr) ** 2, (K2 * dr) ** 2, cov_norm)
+
+
+# ----------------------------------------------------------------------------- HOG
+@numba.njit(cache=True, parallel=True)
+def _hog_nb(maps, lo, hi, cr, cc, br, bc):
+    n, h, w = maps.shape
+    nbins = lo.shape[0]
+    ncr = h // cr
+    ncc = w // cc
+    nbr = ncr - br + 1
+    nbc = ncc - bc + 1
+    nf = nbr * nbc * br * bc * nbins
+    out = np.empty((n, nf), dtype=np.float64)
+    hr = cr // 2
+    hc = cc // 2
+    area = float(cr * cc)
+    for i in numba.prange(n):
+        hist = np.zeros((ncr, ncc, nbins), dtype=np.float64)
+        for yi in range(ncr):
+            for xi in range(ncc):
+                y_c = hr + yi * cr
+                x_c = hc + xi * cc
+                for y in range(y_c - hr, y_c + hr):
+                    for x in range(x_c - hc, x_c + hc):
+                        if y < 0 or y >= h or x < 0 or x >= w:
+                            continue
+                        gr = 0.0
+                        gc = 0.0
+                        if 0 < y < h - 1:
+                            gr = maps[i, y + 1, x] - maps[i, y - 1, x]
+                        if 0 < x < w - 1:
+                            gc = maps[i, y, x + 1] - maps[i, y, x - 1]
+                        mag = math.hypot(gc, gr)
+                        ori = (math.atan2(gr, gc) * (180.0 / math.pi)) % 180.0
+                        for o in range(nbins):
+                            if ori >= lo[o] and ori < hi[o]:
+                                hist[yi, xi, o] += mag
+                                break
+        f = 0
+        blk = np.empty(br * bc * nbins, dtype=np.float64)
+        for r in range(nbr):
+            for c in range(nbc):
+                q = 0
+                for u in range(br):
+                    for v in range(bc):
+                        for o in range(nbins):
+                            blk[q] = hist[r + u, c + v, o] / area
+                            q += 1
+                s = 0.0
+                for q in range(blk.shape[0]):
+                    s += blk[q] * blk[q]
+                d = math.sqrt(s + 1e-10)
+                s = 0.0
+                for q in range(blk.shape[0]):
+                    blk[q] = min(blk[q] / d, 0.2)
+                    s += blk[q] * blk[q]
+                d = math.sqrt(s + 1e-10)
+                for q in range(blk.shape[0]):
+                    out[i, f] = blk[q] / d
+                    f += 1
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _rowwise_pearson_nb(x, y):
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    for i in numba.prange(n):
+        out[i] = _pearson(x[i], y[i])
+    return out
+
+
+def _hog_args(maps, orientations, pixels_per_cell, cells_per_block, name="maps"):
+    m = as_array(maps, name, ndim=3)
+    n, h, w = m.shape
+    if isinstance(orientations, bool) or not isinstance(orientations, (int, np.integer)) or orientations < 1:
+        raise ValueError(f"orientations must be a positive int, got {orientations!r}")
+    cr, cc = (int(v) for v in pixels_per_cell)
+    br, bc = (int(v) for v in cells_per_block)
+    if min(cr, cc, br, bc) < 1:
+        raise ValueError(f"pixels_per_cell and cells_per_block must be positive, got {pixels_per_cell}, {cells_per_block}")
+    if (h // cr) < br or (w // cc) < bc:
+        raise ValueError(f"maps of {h} x {w} are too small for pixels_per_cell={pixels_per_cell}, "
+                         f"cells_per_block={cells_per_block}: need at least {br * cr} x {bc * cc}")
+    return np.ascontiguousarray(m, dtype=np.float64), int(orientations), cr, cc, br, bc
+
+
+def hog_features_ref(maps, orientations: int = 9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) -> np.ndarray:
+    """Reference: a loop of ``skimage.feature.hog(..., block_norm="L2-Hys")``."""
+    from skimage.feature import hog
+
+    m, nb, cr, cc, br, bc = _hog_args(maps, orientations, pixels_per_cell, cells_per_block)
+    return np.stack([hog(mi, orientations=nb, pixels_per_cell=(cr, cc), cells_per_block=(br, bc),
+                         block_norm="L2-Hys", feature_vector=True) for mi in m])
+
+
+def hog_features(maps, orientations: int = 9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) -> np.ndarray:
+    """HOG feature vectors of ``(N, H, W)`` maps, ``(N, F)`` float64, as skimage's hog (L2-Hys).
+
+    Defaults suit 32 x 32 maps: 4 x 4 cells of 8 x 8 pixels, 3 x 3 blocks of 2 x 2 cells, F = 324.
+    """
+    m, nb, cr, cc, br, bc = _hog_args(maps, orientations, pixels_per_cell, cells_per_block)
+    i = np.arange(nb)
+    lo = (180.0 / nb * i).astype(np.float32).astype(np.float64)  # skimage's float32 bin edges
+    hi = (180.0 / nb * (i + 1)).astype(np.float32).astype(np.float64)
+    return _hog_nb(m, lo, hi, cr, cc, br, bc)
+
+
+def hog_pearson_ref(a, b, orientations: int = 9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) -> np.ndarray:
+    """Reference: skimage hog features, then ``scipy.stats.pearsonr`` per pair (NaN if constant)."""
+    import scipy.stats
+
+    _pair(a, b, ndim=3)
+    fa = hog_features_ref(a, orientations, pixels_per_cell, cells_per_block)
+    fb = hog_features_ref(b, orientations, pixels_per_cell, cells_per_block)
+    return np.array([np.nan if np.ptp(u) == 0 or np.ptp(v) == 0 else scipy.stats.pearsonr(u, v).statistic
+                     for u, v in zip(fa, fb)])
+
+
+def hog_pearson(a, b, orientations: int = 9, pixels_per_cell=(8, 8), cells_per_block=(2, 2)) -> np.ndarray:
+    """Pearson correlation of the HOG features of each pair of ``(N, H, W)`` maps: ``(N,)``.
+
+    NaN where a feature vector is constant (e.g. a constant map has all-zero features).
+    """
+    _pair(a, b, ndim=3)
+    fa = hog_features(a, orientations, pixels_per_cell, cells_per_block)
+    fb = hog_features(b, orientations, pixels_per_cell, cells_per_block)
+    return _rowwise_pearson_nb(fa, fb)
+
+
+# ----------------------------------------------------------------------------- Sobel
+_SOBEL_MODES = ("reflect", "nearest", "mirror", "constant")
+
+
+@numba.njit(cache=True)
+def _bidx(i, n, mode):
+    # Index of i in [-1, n] under the boundary mode; -1 means the constant 0.
+    if 0 <= i < n:
+        return i
+    if mode == 3:
+        return -1
+    if mode == 2 and n > 1:  # mirror: d c b | a b c d -> reflect about the edge pixel
+        return 1 if i < 0 else n - 2
+    return 0 if i < 0 else n - 1  # reflect and nearest agree for a 3-tap filter
+
+
+@numba.njit(cache=True)
+def _at(img, y, x, h, w, mode):
+    yy = _bidx(y, h, mode)
+    xx = _bidx(x, w, mode)
+    if yy < 0 or xx < 0:
+        return 0.0
+    return img[yy, xx]
+
+
+@numba.njit(cache=True, parallel=True)
+def _sobel_nb(images, mode, use_max):
+    n, c, h, w = images.shape
+    out = np.zeros((n, h, w), dtype=np.float64)
+    for i in numba.prange(n):
+        for ch in range(c):
+            img = images[i, ch]
+            for y in range(h):
+                for x in range(w):
+                    # derivative along rows (axis -2) smoothed along columns, and vice versa
+                    gy = 0.0
+                    gx = 0.0
+                    for d in range(-1, 2):
+                        s = 2.0 if d == 0 else 1.0
+                        gy += s * (_at(img, y + 1, x + d, h, w, mode) - _at(img, y - 1, x + d, h, w, mode))
+                        gx += s * (_at(img, y + d, x + 1, h, w, mode) - _at(img, y + d, x - 1, h, w, mode))
+                    mag = math.hypot(gx, gy)
+                    if use_max:
+                        if ch == 0 or mag > out[i, y, x]:
+                            out[i, y, x] = mag
+                    else:
+                        out[i, y, x] += mag
+    return out
+
+
+def sobel_edges_ref(images, reduce: str = "sum", mode: str = "reflect") -> np.ndarray:
+    """Reference: ``scipy.ndimage.sobel`` per channel along both axes, hypot, then sum/max."""
+    import scipy.ndimage as ndi
+
+    check_choice(reduce, "reduce", ("sum", "max"))
+    check_choice(mode, "mode", _SOBEL_MODES)
+    x = as_array(images, "images", ndim=4).astype(np.float64)
+    mag = np.empty_like(x)
+    for i in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            mag[i, c] = np.hypot(ndi.sobel(x[i, c], axis=-1, mode=mode), ndi.sobel(x[i, c], axis=-2, mode=mode))
+    return mag.sum(axis=1) if reduce == "sum" else mag.max(axis=1)
+
+
+def sobel_edges(images, reduce: str = "sum", mode: str = "reflect") -> np.ndarray:
+    """Sobel edge magnitude map ``(N, H, W)`` float64 of ``(N, C, H, W)`` images.
+
+    Per channel ``hypot(sobel along W, sobel along H)`` with scipy.ndimage's boundary ``mode``
+    ("reflect" default, "nearest", "mirror", "constant" with cval 0), then the ``"sum"`` or
+    ``"max"`` over channels.
+    """
+    check_choice(reduce, "reduce", ("sum", "max"))
+    check_choice(mode, "mode", _SOBEL_MODES)
+    x = as_array(images, "images", ndim=4)
+    return _sobel_nb(np.ascontiguousarray(x, dtype=np.float64), _SOBEL_MODES.index(mode), reduce == "max")
