@@ -1,0 +1,195 @@
+"""What every attribution method shares: registration with metadata, the checked ``explain``
+entry point, eval-mode handling, per-scale parameters and per-model applicability.
+
+A method is a function ``fn(model, x, target, **params) -> Tensor`` registered with
+:func:`method`, which calls ``suite.registry.register_method`` and records what the registry's
+``MethodSpec`` has no field for: the default channel aggregation, an optional per-model
+applicability check, and ``same_as`` (methods whose raw maps are the same computation, e.g.
+``sens_l2`` is ``gradient`` pooled differently, so extraction caches them once).
+
+Call methods through :func:`explain`, never the raw function: it puts the model in eval mode
+(restoring every module's previous mode after), resolves the Grad-CAM layer, checks that the
+output has the right shape and contains no NaN or infinity, and names the method when it fails.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import nn
+
+from suite.registry import METHODS, register_method
+from suite.specs import MethodSpec, check_scale
+
+AGGREGATIONS = ("abs_sum", "l2", "linf", "sum")
+
+#: bump when the meaning of any method's output changes (part of the attribution cache key)
+METHODS_VERSION = 1
+
+
+class AttributionError(RuntimeError):
+    """A method produced an unusable map (NaN, infinity, wrong shape)."""
+
+
+class NotApplicableError(ValueError):
+    """The method does not apply to this model (the message gives the reason)."""
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Facts about a method that ``MethodSpec`` does not hold."""
+
+    name: str
+    aggregation: str
+    same_as: str | None = None                            # the method whose raw map this is
+    applies: Callable[[str, nn.Module], str | None] | None = None
+    scale_params: dict[str, dict[str, Any]] | None = None  # scale -> overrides of the defaults
+
+
+INFO: dict[str, MethodInfo] = {}
+
+
+def method(name: str, *, aggregation: str, description: str, source: str,
+           params: dict[str, Any] | None = None, needs_layer: bool = False,
+           needs_mask: bool = False, needs_gradient: bool = True, is_control: bool = False,
+           same_as: str | None = None, applies: Callable[[str, nn.Module], str | None] | None = None,
+           scale_params: dict[str, dict[str, Any]] | None = None) -> Callable:
+    """Register ``fn`` as method ``name`` (decorator; may be stacked to register aliases)."""
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation {aggregation!r} for method {name!r} is not one of {AGGREGATIONS}")
+
+    def deco(fn: Callable) -> Callable:
+        register_method(name, description=description, source=source, params=params,
+                        needs_layer=needs_layer, needs_mask=needs_mask,
+                        needs_gradient=needs_gradient, is_control=is_control)(fn)
+        INFO[name] = MethodInfo(name, aggregation, same_as, applies, scale_params)
+        return fn
+    return deco
+
+
+def get(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise KeyError(f"method {name!r} is not registered; known: {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def default_aggregation(name: str) -> str:
+    """The channel pooling the method's paper uses (what pixel-level metrics should apply)."""
+    get(name)
+    return INFO[name].aggregation
+
+
+def method_params(name: str, scale: str | None = None) -> dict[str, Any]:
+    """The full parameter dict of ``name`` at ``scale`` (registered defaults are paper scale)."""
+    spec = get(name)
+    out = dict(spec.params)
+    if scale is not None:
+        check_scale(scale)
+        out.update((INFO[name].scale_params or {}).get(scale, {}))
+    return out
+
+
+def applies(method_name: str, model_name: str, model: nn.Module | None = None) -> str | None:
+    """None when the method applies to the model, else the reason it does not.
+
+    Covers the method-specific checks only (e.g. LRP needs rules for every non-linearity); the
+    registry's ``method_applies`` already covers needs_layer / needs_mask. Without ``model`` a
+    probe instance of the registered ``model_name`` is built once (CPU, tiny input) and inspected.
+    """
+    get(method_name)
+    check = INFO[method_name].applies
+    if check is None:
+        return None
+    if model is None:
+        model = _probe_model(model_name)
+    return check(model_name, model)
+
+
+_PROBES: dict[str, nn.Module] = {}
+
+
+def _probe_model(model_name: str) -> nn.Module:
+    if model_name not in _PROBES:
+        from suite.models import build_model
+        from suite.registry import MODELS
+
+        side = max(32, MODELS[model_name].min_size)
+        _PROBES[model_name] = build_model(model_name, 2, (1, side, side), seed=0)
+    return _PROBES[model_name]
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every module in eval mode; restore each module's own previous mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def takes(fn: Callable, arg: str) -> bool:
+    return arg in inspect.signature(fn).parameters
+
+
+def explain(method_name: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *,
+            model_name: str | None = None, **params: Any) -> torch.Tensor:
+    """Run method ``method_name`` with the checks every caller needs.
+
+    ``params`` override the registered defaults. For ``needs_layer`` methods, ``layer`` defaults
+    to the registered Grad-CAM layer of ``model_name``. Returns (N, C, H, W) or (N, 1, H, W) on
+    x's device; raises :class:`AttributionError` on NaN/inf and :class:`NotApplicableError` when
+    the method declares the model unsuitable.
+    """
+    spec = get(method_name)
+    if x.dim() != 4:
+        raise ValueError(f"method {method_name!r}: x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    target = torch.as_tensor(target, device=x.device).long().reshape(-1)
+    if target.shape[0] != x.shape[0]:
+        raise ValueError(f"method {method_name!r}: {target.shape[0]} targets for {x.shape[0]} images")
+    full = dict(spec.params)
+    full.update(params)
+    if spec.needs_layer and full.get("layer") is None:
+        if model_name is None:
+            raise ValueError(f"method {method_name!r} needs a layer: pass layer=... or model_name")
+        from suite.registry import MODELS
+
+        layer = MODELS[model_name].gradcam_layer if model_name in MODELS else None
+        if layer is None:
+            raise NotApplicableError(f"{method_name} needs a convolutional layer and model "
+                                     f"{model_name!r} declares none")
+        full["layer"] = layer
+    if spec.needs_mask and full.get("mask") is None:
+        raise ValueError(f"method {method_name!r} needs ground-truth masks: pass mask=...")
+    check = INFO[method_name].applies
+    if check is not None:
+        reason = check(model_name or type(model).__name__, model)
+        if reason is not None:
+            raise NotApplicableError(reason)
+    with eval_mode(model):
+        attr = spec.explain(model, x, target, **full)
+    check_attribution(attr, x, method_name, model_name or type(model).__name__)
+    return attr
+
+
+def check_attribution(attr: torch.Tensor, x: torch.Tensor, method_name: str, model_name: str) -> None:
+    """Raise :class:`AttributionError` unless ``attr`` is a finite (N, C|1, H, W) map for ``x``."""
+    if not isinstance(attr, torch.Tensor):
+        raise AttributionError(f"method {method_name!r} returned {type(attr).__name__}, not a Tensor")
+    n, c, h, w = x.shape
+    if attr.dim() != 4 or attr.shape[0] != n or attr.shape[2:] != (h, w) or attr.shape[1] not in (1, c):
+        raise AttributionError(f"method {method_name!r} on model {model_name}: output shape "
+                               f"{tuple(attr.shape)}, expected ({n}, {c} or 1, {h}, {w})")
+    finite = torch.isfinite(attr)
+    if not bool(finite.all()):
+        nan = int(torch.isnan(attr).sum())
+        inf = int((~finite).sum()) - nan
+        raise AttributionError(
+            f"method {method_name!r} produced {nan} NaN and {inf} infinite values (of {attr.numel()}) "
+            f"on model {model_name}; the map is unusable. Check the model's outputs and the "
+            "method's parameters (e.g. an LRP epsilon of 0 divides by zero pre-activations).")
