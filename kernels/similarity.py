@@ -15,7 +15,7 @@ Contract:
   differences with zero border gradient, unsigned orientations in ``[0, 180)``, cell histograms
   divided by the cell area, overlapping blocks, ``block_norm="L2-Hys"``, eps = 1e-5) and the
   Pearson correlation of the feature vectors of each pair (NaN if one vector is constant, e.g.
-  a constant map).  skimage accumulates cell histograms in float32; we use float64, so features
+  a constant map).  ``pixels_per_cell`` must be even.  skimage accumulates cell histograms in float32; we use float64, so features
   agree to ~1e-6 relative and the Pearson value to better than 1e-5.
 * :func:`sobel_edges`: per-channel Sobel gradient magnitude ``hypot(sobel_rows, sobel_cols)``
   of ``(N, C, H, W)`` images, as ``scipy.ndimage.sobel`` with the same boundary ``mode``, then
@@ -310,6 +310,8 @@ def _hog_args(maps, orientations, pixels_per_cell, cells_per_block, name="maps")
     br, bc = (int(v) for v in cells_per_block)
     if min(cr, cc, br, bc) < 1:
         raise ValueError(f"pixels_per_cell and cells_per_block must be positive, got {pixels_per_cell}, {cells_per_block}")
+    if cr % 2 or cc % 2:
+        raise ValueError(f"pixels_per_cell must be even (odd cells are not matched to skimage), got {pixels_per_cell}")
     if (h // cr) < br or (w // cc) < bc:
         raise ValueError(f"maps of {h} x {w} are too small for pixels_per_cell={pixels_per_cell}, "
                          f"cells_per_block={cells_per_block}: need at least {br * cr} x {bc * cc}")

@@ -1,0 +1,104 @@
+"""kernels.similarity: Spearman vs scipy, SSIM vs skimage, HOG vs skimage, Sobel vs ndimage."""
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.stats
+
+from kernels.similarity import (
+    hog_features,
+    hog_features_ref,
+    hog_pearson,
+    hog_pearson_ref,
+    sobel_edges,
+    sobel_edges_ref,
+    spearman,
+    ssim,
+)
+
+skmetrics = pytest.importorskip("skimage.metrics")
+skfeature = pytest.importorskip("skimage.feature")
+
+RNG = np.random.default_rng(5)
+
+
+def _pairs(n=4, h=10, w=11):
+    a = RNG.normal(size=(n, h, w))
+    b = a + RNG.normal(scale=0.7, size=a.shape)
+    if n >= 4:
+        b[1] = RNG.normal(size=(h, w))  # unrelated
+        a[2] = np.round(a[2])  # integer-valued: ties
+        b[3] = -a[3]
+    return a, b
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_spearman_matches_scipy(absolute):
+    a, b = _pairs()
+    got = spearman(a, b, absolute=absolute)
+    f = np.abs if absolute else (lambda v: v)
+    want = [scipy.stats.spearmanr(f(a[i]).ravel(), f(b[i]).ravel()).statistic for i in range(len(a))]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(spearman(a[:1], a[:1]), [1.0], atol=1e-12)
+
+
+def test_spearman_ties_constant_and_errors():
+    a = np.array([[1, 1, 2, 2, 3], [0, 0, 0, 0, 0]], dtype=np.int64)
+    b = np.array([[5, 4, 3, 3, 1], [1, 2, 3, 4, 5]], dtype=np.int64)
+    got = spearman(a, b)
+    assert got[0] == pytest.approx(scipy.stats.spearmanr(a[0], b[0]).statistic, abs=1e-12)
+    assert np.isnan(got[1])  # constant map: NaN (documented)
+    with pytest.raises(ValueError, match="same shape"):
+        spearman(a, b[:, :4])
+    with pytest.raises(ValueError, match="a contains NaN"):
+        spearman(np.array([[1.0, np.nan]]), np.array([[1.0, 2.0]]))
+
+
+@pytest.mark.parametrize("win_size, sample_cov", [(7, True), (7, False), (5, True), (3, False)])
+def test_ssim_matches_skimage(win_size, sample_cov):
+    a, b = _pairs()
+    got = ssim(a, b, data_range=4.0, win_size=win_size, use_sample_covariance=sample_cov)
+    want = [skmetrics.structural_similarity(a[i], b[i], data_range=4.0, win_size=win_size, gaussian_weights=False,
+                                            use_sample_covariance=sample_cov, K1=0.01, K2=0.03)
+            for i in range(len(a))]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_ssim_identical_constant_and_errors():
+    c = np.full((2, 8, 8), 0.3)
+    np.testing.assert_allclose(ssim(c, c, data_range=1.0), [1.0, 1.0], atol=1e-12)
+    a, b = _pairs()
+    np.testing.assert_allclose(ssim(a, a, data_range=1.0), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match="data_range must be a positive"):
+        ssim(a, b, data_range=0)
+    with pytest.raises(ValueError, match="win_size must be an odd int"):
+        ssim(a, b, data_range=1.0, win_size=6)
+    with pytest.raises(ValueError, match="exceeds the map size"):
+        ssim(a, b, data_range=1.0, win_size=13)
+
+
+@pytest.mark.parametrize("ppc, cpb", [((4, 4), (2, 2)), ((8, 8), (2, 2)), ((2, 4), (1, 2))])
+def test_hog_matches_skimage(ppc, cpb):
+    a, b = _pairs(n=4, h=16, w=17)
+    np.testing.assert_allclose(hog_features(a, 9, ppc, cpb), hog_features_ref(a, 9, ppc, cpb), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(hog_pearson(a, b, 9, ppc, cpb), hog_pearson_ref(a, b, 9, ppc, cpb), rtol=0, atol=1e-5)
+
+
+def test_hog_pearson_constant_is_nan():
+    a, _ = _pairs(n=1, h=16, w=16)
+    assert np.isnan(hog_pearson(a, np.zeros_like(a), 9, (4, 4), (2, 2))[0])
+    with pytest.raises(ValueError, match="too small"):
+        hog_features(np.zeros((1, 6, 6)), 9, (4, 4), (2, 2))
+    with pytest.raises(ValueError, match="must be even"):
+        hog_features(np.zeros((1, 16, 16)), 9, (3, 3), (2, 2))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "nearest", "mirror", "constant"])
+def test_sobel_matches_ndimage(mode):
+    x = RNG.random((2, 3, 6, 7)).astype(np.float32)
+    for reduce in ("sum", "max"):
+        np.testing.assert_allclose(sobel_edges(x, reduce, mode), sobel_edges_ref(x, reduce, mode), rtol=0, atol=1e-12)
+    x64 = x[0, 0].astype(np.float64)
+    direct = np.hypot(ndi.sobel(x64, axis=0, mode=mode), ndi.sobel(x64, axis=1, mode=mode))
+    np.testing.assert_allclose(sobel_edges(x[:1, :1], "sum", mode)[0], direct, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="reduce must be one of"):
+        sobel_edges(x, "mean")
