@@ -11,7 +11,7 @@ Contract:
   e.g. the per-channel dataset mean.
 * The order of the top inputs comes from :mod:`kernels.ranking` (descending, ties by ascending
   flat index); :func:`rank_and_mask` selects exactly the same k inputs as
-  ``rank_order`` + :func:`mask_images`, without a full sort.
+  ``rank_order`` + :func:`mask_images`, in one parallel pass.
 * Outputs are new arrays with the dtype of ``images`` (float32 or float64); inputs are unchanged.
 """
 from __future__ import annotations
@@ -72,9 +72,58 @@ def _write_masked(images, out, i, replaced, fill, element):
 
 
 @numba.njit(cache=True)
+def _sort_keys(values, descending, keys):
+    # Order-preserving uint64 keys of float values (-0.0 == 0.0); inverted for descending.
+    p = values.shape[0]
+    buf = np.empty(p, dtype=np.float64)
+    for j in range(p):
+        buf[j] = values[j] + 0.0  # -0.0 + 0.0 == +0.0
+    bits = buf.view(np.uint64)
+    top = np.uint64(1) << np.uint64(63)
+    for j in range(p):
+        b = bits[j]
+        k = ~b if (b & top) else (b | top)
+        keys[j] = ~k if descending else k
+
+
+@numba.njit(cache=True)
+def _radix_argsort(keys, idx, tmp):
+    # Stable ascending argsort of uint64 keys into idx (LSD radix, 8-bit digits; a pass whose
+    # digit is the same for all keys is skipped).  tmp: scratch of the same size as idx.
+    p = keys.shape[0]
+    count = np.empty(256, dtype=np.int64)
+    src = idx
+    dst = tmp
+    swapped = False
+    for j in range(p):
+        src[j] = j
+    for s in range(8):
+        shift = np.uint64(8 * s)
+        count[:] = 0
+        for j in range(p):
+            count[np.int64((keys[j] >> shift) & np.uint64(255))] += 1
+        if count[np.int64((keys[0] >> shift) & np.uint64(255))] == p:
+            continue
+        total = 0
+        for d in range(256):
+            c = count[d]
+            count[d] = total
+            total += c
+        for j in range(p):
+            e = src[j]
+            d = np.int64((keys[e] >> shift) & np.uint64(255))
+            dst[count[d]] = e
+            count[d] += 1
+        src, dst = dst, src
+        swapped = not swapped
+    if swapped:  # the result is in tmp
+        for j in range(p):
+            idx[j] = src[j]
+
+
+@numba.njit(cache=True)
 def _top_k_flags(values, k, flags):
-    # flags[j] = True for the k largest values, ties by ascending index (== first k of the
-    # stable descending order).  O(P) expected via partition instead of a full sort.
+    # flags[j] = True for the first k inputs of the stable descending order (ties by index).
     p = values.shape[0]
     if k <= 0:
         flags[:] = False
@@ -82,24 +131,14 @@ def _top_k_flags(values, k, flags):
     if k >= p:
         flags[:] = True
         return
-    neg = np.empty(p, dtype=np.float64)
-    for j in range(p):
-        neg[j] = -values[j]
-    thr = -np.partition(neg, k - 1)[k - 1]  # k-th largest value
-    greater = 0
-    for j in range(p):
-        if values[j] > thr:
-            greater += 1
-    need = k - greater  # how many values equal to thr are taken, lowest index first
-    for j in range(p):
-        v = values[j]
-        if v > thr:
-            flags[j] = True
-        elif v == thr and need > 0:
-            flags[j] = True
-            need -= 1
-        else:
-            flags[j] = False
+    keys = np.empty(p, dtype=np.uint64)
+    idx = np.empty(p, dtype=np.int64)
+    tmp = np.empty(p, dtype=np.int64)
+    _sort_keys(values, True, keys)
+    _radix_argsort(keys, idx, tmp)
+    flags[:] = False
+    for j in range(k):
+        flags[idx[j]] = True
 
 
 @numba.njit(cache=True, parallel=True)
@@ -188,10 +227,18 @@ def mask_from_order(order, t: float, mode: str = "remove") -> np.ndarray:
 def mask_images_ref(images, order, t: float, fill, mode: str = "remove", granularity: str = "pixel") -> np.ndarray:
     """Plain numpy reference of :func:`mask_images` (put_along_axis + np.where)."""
     check_choice(granularity, "granularity", ("pixel", "element"))
+    check_choice(mode, "mode", MODES)
     x = _check_images(images)
+    o = _check_order_for(order, x, granularity)
+    return _mask_images_np(x, o, fraction_to_count(t, o.shape[1]), _check_fill(fill, x.shape[1]), mode, granularity)
+
+
+def _mask_images_np(x, order, k, fill, mode, granularity):
     n, c, h, w = x.shape
-    replaced = mask_from_order_ref(_check_order_for(order, x, granularity), t, mode)
-    f = _check_fill(fill, c).astype(x.dtype)[None, :, None]
+    top = np.zeros(order.shape, dtype=bool)
+    np.put_along_axis(top, order[:, :k], True, axis=1)
+    replaced = ~top if mode == "keep" else top
+    f = fill.astype(x.dtype)[None, :, None]
     if granularity == "pixel":
         rep = replaced[:, None, :]
     else:
@@ -233,10 +280,12 @@ def _check_attr_for(attributions, x, granularity):
 
 def rank_and_mask_ref(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel"):
     """Plain numpy reference of :func:`rank_and_mask`: stable argsort, then fancy indexing."""
+    check_choice(mode, "mode", MODES)
     x = _check_images(images)
     v = _check_attr_for(attributions, x, granularity)
     order = np.argsort(-v, axis=1, kind="stable")
-    return mask_images_ref(x, order, t, fill, mode, granularity)
+    k = fraction_to_count(t, v.shape[1])
+    return _mask_images_np(x, order, k, _check_fill(fill, x.shape[1]), mode, granularity)
 
 
 def rank_and_mask(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel") -> np.ndarray:
@@ -245,8 +294,7 @@ def rank_and_mask(images, attributions, t: float, fill, mode: str = "remove", gr
     ``images``: ``(N, C, H, W)`` float32/float64.  ``attributions``: ``(N, H, W)`` or
     ``(N, 1, H, W)`` for "pixel", ``(N, C, H, W)`` for "element"; no NaN.  Selects the same
     ``k = floor(t * P)`` top inputs as ``mask_images(images, rank_order(attributions), ...)``
-    (descending, ties by ascending flat index) using a partial selection per image instead of a
-    sort.  Returns a new array of the dtype of ``images``.
+    (descending, ties by ascending flat index; a stable radix sort per image).  Returns a new array of the dtype of ``images``.
     """
     check_choice(mode, "mode", MODES)
     check_choice(granularity, "granularity", ("pixel", "element"))

@@ -6,7 +6,8 @@ Contract (every function here):
   (a stable sort of the negated values), so an all-equal map ranks inputs 0, 1, 2, ... and the
   result never depends on the platform or on the number of threads.  ``-0.0`` and ``0.0`` are
   equal.  ``+inf`` ranks first and ``-inf`` last; NaN is rejected with a ValueError.
-* Values are compared as float64 (integer attributions are exact up to 2**53).
+* float32 and float64 values are compared as they are; integer attributions are converted to
+  float64 (exact up to 2**53).
 * ``granularity="pixel"`` ranks the ``P = H*W`` positions of a channel-aggregated map, given as
   ``(N, H, W)`` or ``(N, 1, H, W)``; aggregating channels is the caller's explicit step.
   ``granularity="element"`` ranks all ``P = C*H*W`` entries of an ``(N, C, H, W)`` map
@@ -24,16 +25,66 @@ __all__ = ["rank_order", "rank_order_ref", "rank_positions", "rank_positions_ref
 GRANULARITIES = ("pixel", "element")
 
 
+@numba.njit(cache=True)
+def _sort_keys(values, descending, keys):
+    # Order-preserving uint64 keys of float values (-0.0 == 0.0); inverted for descending.
+    p = values.shape[0]
+    buf = np.empty(p, dtype=np.float64)
+    for j in range(p):
+        buf[j] = values[j] + 0.0  # -0.0 + 0.0 == +0.0
+    bits = buf.view(np.uint64)
+    top = np.uint64(1) << np.uint64(63)
+    for j in range(p):
+        b = bits[j]
+        k = ~b if (b & top) else (b | top)
+        keys[j] = ~k if descending else k
+
+
+@numba.njit(cache=True)
+def _radix_argsort(keys, idx, tmp):
+    # Stable ascending argsort of uint64 keys into idx (LSD radix, 8-bit digits; a pass whose
+    # digit is the same for all keys is skipped).  tmp: scratch of the same size as idx.
+    p = keys.shape[0]
+    count = np.empty(256, dtype=np.int64)
+    src = idx
+    dst = tmp
+    swapped = False
+    for j in range(p):
+        src[j] = j
+    for s in range(8):
+        shift = np.uint64(8 * s)
+        count[:] = 0
+        for j in range(p):
+            count[np.int64((keys[j] >> shift) & np.uint64(255))] += 1
+        if count[np.int64((keys[0] >> shift) & np.uint64(255))] == p:
+            continue
+        total = 0
+        for d in range(256):
+            c = count[d]
+            count[d] = total
+            total += c
+        for j in range(p):
+            e = src[j]
+            d = np.int64((keys[e] >> shift) & np.uint64(255))
+            dst[count[d]] = e
+            count[d] += 1
+        src, dst = dst, src
+        swapped = not swapped
+    if swapped:  # the result is in tmp
+        for j in range(p):
+            idx[j] = src[j]
+
+
 @numba.njit(cache=True, parallel=True)
 def _rank_order_nb(values):
-    # values: (N, P) float64 -> (N, P) int64, stable descending argsort per row.
+    # values: (N, P) float -> (N, P) int64, stable descending argsort per row.
     n, p = values.shape
     order = np.empty((n, p), dtype=np.int64)
     for i in numba.prange(n):
-        keys = np.empty(p, dtype=np.float64)
-        for j in range(p):
-            keys[j] = -values[i, j]
-        order[i, :] = np.argsort(keys, kind="mergesort")
+        keys = np.empty(p, dtype=np.uint64)
+        tmp = np.empty(p, dtype=np.int64)
+        _sort_keys(values[i], True, keys)
+        _radix_argsort(keys, order[i], tmp)
     return order
 
 
@@ -63,7 +114,7 @@ def _first_non_permutation_nb(order):
 
 
 def flatten_for_ranking(attributions, granularity: str = "pixel", name: str = "attributions") -> np.ndarray:
-    """Validate a map and return it as a C-contiguous ``(N, P)`` float64 array (see module doc)."""
+    """Validate a map and return it as a C-contiguous ``(N, P)`` float32/float64 array (see module doc)."""
     check_choice(granularity, "granularity", GRANULARITIES)
     a = as_array(attributions, name, ndim=(3, 4))
     if granularity == "pixel" and a.ndim == 4 and a.shape[1] != 1:
@@ -71,7 +122,10 @@ def flatten_for_ranking(attributions, granularity: str = "pixel", name: str = "a
             f"{name} for granularity='pixel' must be (N, H, W) or (N, 1, H, W), got {a.shape}: "
             "aggregate channels first (e.g. abs-sum), or use granularity='element'"
         )
-    return np.ascontiguousarray(a.reshape(a.shape[0], -1), dtype=np.float64)
+    flat = a.reshape(a.shape[0], -1)
+    if flat.dtype not in (np.float32, np.float64):  # integers: compared exactly up to 2**53
+        flat = flat.astype(np.float64)
+    return np.ascontiguousarray(flat)
 
 
 def rank_order_ref(attributions, granularity: str = "pixel") -> np.ndarray:

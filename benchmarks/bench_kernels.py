@@ -1,0 +1,149 @@
+"""Kernel vs numpy/scipy reference timings, measured side by side in one run.
+
+Run as pytest-benchmark tests (the file is passed explicitly, so the repo's ``testpaths`` and
+``python_files`` do not matter)::
+
+    .venv/bin/python -m pytest benchmarks/bench_kernels.py -p no:cacheprovider --benchmark-only -s
+
+or as a plain script (prints the same table)::
+
+    .venv/bin/python benchmarks/bench_kernels.py
+
+Every kernel is called once before timing, so JIT compilation is never timed.  The reference
+is timed with best-of-``repeats`` ``perf_counter``; the kernel with pytest-benchmark (or the
+same timer in script mode).  ``SALIENCYBENCH_BENCH_N`` overrides the dataset size of the ROAR
+benchmark (default 50,000 images of 3 x 32 x 32; needs about 3 GB of memory).
+
+Targets (issue 4): imputation >= 30x per image, Spearman >= 10x, rank + ROAR mask >= 3x.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kernels.imputation import impute, impute_ref  # noqa: E402
+from kernels.masking import rank_and_mask, rank_and_mask_ref  # noqa: E402
+from kernels.ranking import rank_order, rank_order_ref  # noqa: E402
+from kernels.similarity import spearman, spearman_ref, ssim, ssim_ref  # noqa: E402
+
+
+def _best(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+# ----------------------------------------------------------------------------- cases
+# Each case: (name, make_data() -> dict, kernel(d), reference(d), kernel_items, ref_items, repeats)
+# The ratio is per item (image or pair): (t_ref / ref_items) / (t_kernel / kernel_items).
+
+def _impute_data():
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 3, 32, 32), dtype=np.float32)
+    m = rng.random((256, 32, 32)) < 0.5
+    return {"x": x, "m": m}
+
+
+def _spearman_data():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(128, 32, 32)).astype(np.float32)
+    return {"a": a, "b": a + rng.normal(size=a.shape).astype(np.float32)}
+
+
+def _roar_data():
+    n = int(os.environ.get("SALIENCYBENCH_BENCH_N", "50000"))
+    rng = np.random.default_rng(2)
+    x = rng.random((n, 3, 32, 32), dtype=np.float32)
+    a = rng.random((n, 32, 32), dtype=np.float32)
+    return {"x": x, "a": a, "fill": np.array([0.49, 0.48, 0.45])}
+
+
+CASES = {
+    "impute_3x32x32_half_removed": (
+        _impute_data,
+        lambda d: impute(d["x"], d["m"], noise_std=0.01, seed=0),
+        lambda d: impute_ref(d["x"][:16], d["m"][:16], noise_std=0.01, seed=0),
+        256, 16, 3,
+    ),
+    "spearman_128_pairs_32x32": (
+        _spearman_data,
+        lambda d: spearman(d["a"], d["b"]),
+        lambda d: spearman_ref(d["a"], d["b"]),
+        128, 128, 3,
+    ),
+    "ssim_128_pairs_32x32": (
+        _spearman_data,
+        lambda d: ssim(d["a"], d["b"], data_range=8.0),
+        lambda d: ssim_ref(d["a"], d["b"], data_range=8.0),
+        128, 128, 3,
+    ),
+    "rank_order_pixel_4096x32x32": (
+        lambda: {"a": np.random.default_rng(3).random((4096, 32, 32), dtype=np.float32)},
+        lambda d: rank_order(d["a"]),
+        lambda d: rank_order_ref(d["a"]),
+        4096, 4096, 3,
+    ),
+    "rank_and_roar_mask_dataset_3x32x32": (
+        _roar_data,
+        lambda d: rank_and_mask(d["x"], d["a"], 0.5, d["fill"], "remove"),
+        lambda d: rank_and_mask_ref(d["x"], d["a"], 0.5, d["fill"], "remove"),
+        1, 1, 2,
+    ),
+}
+
+
+def _prepare(name):
+    make, kernel, ref, nk, nr, repeats = CASES[name]
+    d = make()
+    kernel(d)  # warm-up: JIT compile (or load the cache) outside the timing
+    return d, kernel, ref, nk, nr, repeats
+
+
+def _report(name, t_kernel, nk, t_ref, nr):
+    ratio = (t_ref / nr) / (t_kernel / nk)
+    print(f"{name:40s} kernel {t_kernel / nk * 1e6:10.1f} us/item   reference {t_ref / nr * 1e6:10.1f} us/item"
+          f"   ratio {ratio:6.1f}x")
+    return ratio
+
+
+# ----------------------------------------------------------------------------- pytest-benchmark
+try:
+    import pytest
+except ImportError:  # script mode without pytest
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.mark.parametrize("name", list(CASES))
+    def test_kernel_vs_reference(benchmark, name):
+        d, kernel, ref, nk, nr, repeats = _prepare(name)
+        t_ref = _best(lambda: ref(d), repeats)
+        benchmark.pedantic(kernel, args=(d,), rounds=repeats, iterations=1, warmup_rounds=1)
+        ratio = _report(name, benchmark.stats.stats.min, nk, t_ref, nr)
+        benchmark.extra_info["reference_s_per_item"] = t_ref / nr
+        benchmark.extra_info["kernel_over_reference_speedup"] = ratio
+
+
+def main():
+    import numba
+
+    print(f"numba {numba.__version__}, {numba.get_num_threads()} threads")
+    for name in CASES:
+        d, kernel, ref, nk, nr, repeats = _prepare(name)
+        t_ref = _best(lambda: ref(d), repeats)
+        t_kernel = _best(lambda: kernel(d), repeats)
+        _report(name, t_kernel, nk, t_ref, nr)
+        del d
+
+
+if __name__ == "__main__":
+    main()
