@@ -13,7 +13,8 @@ Contract of :func:`impute`:
   of that matrix, unknowns numbered in row-major pixel order; relative error against
   ``scipy.sparse.linalg.spsolve`` is ~1e-12 before the cast to the output dtype.
 * Then Gaussian noise ``noise_std * z`` is added to the imputed pixels only (kept pixels are
-  returned bit-for-bit).  ``z`` is a counter-based standard normal (splitmix64 + Box-Muller) of
+  returned bit-for-bit).  ``z`` is a counter-based standard normal (one splitmix64 hash, Box-Muller on its two 32-bit
+  halves, so ``|z| <= 6.7``) of
   ``(seed, ids[n], c*H*W + h*W + w)``: deterministic, the same on any thread count, and
   independent of the batch an image is in when the caller passes dataset indices as ``ids``.
 * All pixels removed: the system is singular (no known value).  Such an image is filled with
@@ -63,11 +64,11 @@ def _image_key(seed, image_id):
 
 @numba.njit(cache=True)
 def _normal(key, e):
-    # Standard normal number e of the stream `key` (Box-Muller on two 53-bit uniforms).
-    h1 = _splitmix64(key ^ np.uint64(2 * e))
-    h2 = _splitmix64(key ^ np.uint64(2 * e + 1))
-    u1 = (float(h1 >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)  # (0, 1]
-    u2 = float(h2 >> np.uint64(11)) * (1.0 / 9007199254740992.0)  # [0, 1)
+    # Standard normal number e of the stream `key`: Box-Muller on the two 32-bit halves of one
+    # splitmix64 hash (u1 in (0, 1], u2 in [0, 1); |z| <= 6.7).
+    h = _splitmix64(key ^ np.uint64(e))
+    u1 = (float(h >> np.uint64(32)) + 1.0) * (1.0 / 4294967296.0)
+    u2 = float(h & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
@@ -95,10 +96,9 @@ def normal_noise_ref(ids, seed: int, size: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         key = _splitmix64_np(_splitmix64_np(np.uint64(seed) * np.ones_like(ids)) ^ ids)
         e = np.arange(size, dtype=np.uint64)[None, :]
-        h1 = _splitmix64_np(key ^ (np.uint64(2) * e))
-        h2 = _splitmix64_np(key ^ (np.uint64(2) * e + np.uint64(1)))
-    u1 = ((h1 >> np.uint64(11)).astype(np.float64) + 1.0) / 9007199254740992.0
-    u2 = (h2 >> np.uint64(11)).astype(np.float64) / 9007199254740992.0
+        h = _splitmix64_np(key ^ e)
+    u1 = ((h >> np.uint64(32)).astype(np.float64) + 1.0) / 4294967296.0
+    u2 = (h & np.uint64(0xFFFFFFFF)).astype(np.float64) / 4294967296.0
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
@@ -120,14 +120,23 @@ def _impute_one(x, removed, out, h, w, dr, dc, wt, noise_std, key, fallback):
     for ch in range(c):
         for q in range(hw):
             out[ch, q] = x[ch, q]
-    uid = np.empty(hw, dtype=np.int64)
+    # unknown ids on a grid padded by one pixel: -2 outside the image, -1 known, else the id
+    wp = w + 2
+    uidp = np.full((h + 2) * wp, -2, dtype=np.int64)
+    pix = np.empty(hw, dtype=np.int64)  # image index of unknown u
+    ppix = np.empty(hw, dtype=np.int64)  # padded index of unknown u
     m = 0
-    for q in range(hw):
-        if removed[q]:
-            uid[q] = m
-            m += 1
-        else:
-            uid[q] = -1
+    for y in range(h):
+        for xx in range(w):
+            q = y * w + xx
+            qp = (y + 1) * wp + xx + 1
+            if removed[q]:
+                uidp[qp] = m
+                pix[m] = q
+                ppix[m] = qp
+                m += 1
+            else:
+                uidp[qp] = -1
     if m == 0:
         return
     if m == hw:  # singular: nothing known; documented fallback
@@ -135,25 +144,21 @@ def _impute_one(x, removed, out, h, w, dr, dc, wt, noise_std, key, fallback):
             for q in range(hw):
                 out[ch, q] = fallback[ch] + noise_std * _normal(key, ch * hw + q)
         return
-    pix = np.empty(m, dtype=np.int64)
-    first = np.empty(m, dtype=np.int64)  # first column of row u inside the envelope
-    for q in range(hw):
-        if uid[q] >= 0:
-            pix[uid[q]] = q
-    # envelope: first[u] = smallest unknown neighbour index (or u); width b = max(u - first[u])
+    offp = np.empty(8, dtype=np.int64)
+    offq = np.empty(8, dtype=np.int64)
+    for k in range(8):
+        offp[k] = dr[k] * wp + dc[k]
+        offq[k] = dr[k] * w + dc[k]
+    # envelope: first[u] = smallest unknown neighbour id (or u); width b = max(u - first[u])
+    first = np.empty(m, dtype=np.int64)
     b = 0
     for u in range(m):
-        q = pix[u]
-        r0 = q // w
-        c0 = q - r0 * w
+        qp = ppix[u]
         f = u
         for k in range(8):
-            rr = r0 + dr[k]
-            cc = c0 + dc[k]
-            if rr >= 0 and rr < h and cc >= 0 and cc < w:
-                v = uid[rr * w + cc]
-                if v >= 0 and v < f:
-                    f = v
+            v = uidp[qp + offp[k]]
+            if v >= 0 and v < f:
+                f = v
         first[u] = f
         if u - f > b:
             b = u - f
@@ -161,23 +166,21 @@ def _impute_one(x, removed, out, h, w, dr, dc, wt, noise_std, key, fallback):
     lb = np.zeros((m, b + 1), dtype=np.float64)
     rhs = np.zeros((m, c), dtype=np.float64)
     for u in range(m):
+        qp = ppix[u]
         q = pix[u]
-        r0 = q // w
-        c0 = q - r0 * w
         diag = 0.0
         for k in range(8):
-            rr = r0 + dr[k]
-            cc = c0 + dc[k]
-            if rr >= 0 and rr < h and cc >= 0 and cc < w:
-                wk = wt[k]
-                diag += wk
-                qq = rr * w + cc
-                v = uid[qq]
-                if v < 0:
-                    for ch in range(c):
-                        rhs[u, ch] += wk * x[ch, qq]
-                elif v < u:
-                    lb[u, b - u + v] = -wk
+            v = uidp[qp + offp[k]]
+            if v == -2:
+                continue
+            wk = wt[k]
+            diag += wk
+            if v == -1:
+                qq = q + offq[k]
+                for ch in range(c):
+                    rhs[u, ch] += wk * x[ch, qq]
+            elif v < u:
+                lb[u, b - u + v] = -wk
         lb[u, b] = diag
     _envelope_cholesky(lb, first, b)
     _envelope_solve(lb, first, b, rhs)
