@@ -171,10 +171,13 @@ def explain(method_name: str, model: nn.Module, x: torch.Tensor, target: torch.T
         reason = check(model_name or type(model).__name__, model)
         if reason is not None:
             raise NotApplicableError(reason)
+    xin = x.detach()            # a fresh leaf: the caller's tensor never gains requires_grad
+    if spec.needs_gradient:
+        xin.requires_grad_(True)
     with eval_mode(model):
-        attr = spec.explain(model, x, target, **full)
+        attr = spec.explain(model, xin, target, **full)
     check_attribution(attr, x, method_name, model_name or type(model).__name__)
-    return attr
+    return attr.detach()
 
 
 def check_attribution(attr: torch.Tensor, x: torch.Tensor, method_name: str, model_name: str) -> None:
