@@ -83,9 +83,13 @@ def default_aggregation(name: str) -> str:
 
 
 def method_params(name: str, scale: str | None = None) -> dict[str, Any]:
-    """The full parameter dict of ``name`` at ``scale`` (registered defaults are paper scale)."""
+    """The parameters of ``name`` at ``scale`` (registered defaults are paper scale).
+
+    ``seed`` is left out: it is the run's seed, passed to ``extract(..., seed=)`` (or to
+    ``explain`` as ``seed=``), not a property of the method at a scale.
+    """
     spec = get(name)
-    out = dict(spec.params)
+    out = {k: v for k, v in spec.params if k != "seed"}
     if scale is not None:
         check_scale(scale)
         out.update((INFO[name].scale_params or {}).get(scale, {}))
