@@ -1,0 +1,27 @@
+"""Datasets: two embedded ones (digits, shapes) and torchvision-backed ones read from disk.
+
+``load(name, ctx)`` returns an ``ImageDataset`` or raises ``DatasetUnavailable`` with a one-line
+reason. Results are memoised per process (datasets are cheap to rebuild, so nothing is written).
+"""
+from __future__ import annotations
+
+from suite.data import digits, shapes, torchvision_sets  # noqa: F401  (registers the datasets)
+from suite.data.base import Context, DatasetUnavailable, ImageDataset
+from suite.registry import DATASETS
+
+__all__ = ["Context", "DatasetUnavailable", "ImageDataset", "load"]
+
+_MEMO: dict[tuple, ImageDataset] = {}
+
+
+def load(name: str, ctx: Context) -> ImageDataset:
+    if name not in DATASETS:
+        raise KeyError(f"dataset {name!r} is not registered; known: {sorted(DATASETS)}")
+    key = (name, ctx.scale, str(ctx.data_root), str(ctx.image_folder), ctx.image_size)
+    if key not in _MEMO:
+        ds = DATASETS[name].load(ctx.scale, ctx)
+        if not isinstance(ds, ImageDataset):
+            raise TypeError(f"dataset loader {name!r} returned {type(ds).__name__}, "
+                            "not suite.data.ImageDataset")
+        _MEMO[key] = ds
+    return _MEMO[key]

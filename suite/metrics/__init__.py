@@ -1,0 +1,9 @@
+"""Metrics: each module holds pure functions returning frozen result objects, and registers its
+place in the case matrix with ``register_metric``."""
+from __future__ import annotations
+
+from suite.registry import MetricSpec, register_metric
+
+ACCURACY = register_metric(MetricSpec(
+    "accuracy", description="test accuracy of the trained model (a gate: maps of a model that "
+    "learned nothing mean nothing)", needs_method=False, higher_is_better=True))

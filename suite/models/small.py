@@ -1,5 +1,8 @@
 """The suite's own small image classifiers.
 
+Conv layers are followed by BatchNorm: without it these small nets stay at chance on the
+``shapes`` dataset for many epochs (measured: 0.2 vs 0.99 test accuracy after 12 epochs).
+
 Every forward pass is a chain of modules (no functional ReLU, no module used twice), so hooks
 (guided backprop, DeconvNet, LRP) see every non-linearity. ReLUs are not in-place.
 """
@@ -22,9 +25,9 @@ def _check_shape(in_shape: tuple[int, int, int], num_classes: int) -> tuple[int,
 def _conv_trunk(c: int, widths: tuple[int, int, int]) -> "OrderedDict[str, nn.Module]":
     w1, w2, w3 = widths
     return OrderedDict(
-        conv1=nn.Conv2d(c, w1, 3, padding=1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(w1, w2, 3, padding=1), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2),
-        conv3=nn.Conv2d(w2, w3, 3, padding=1), relu3=nn.ReLU(),
+        conv1=nn.Conv2d(c, w1, 3, padding=1), bn1=nn.BatchNorm2d(w1), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(w1, w2, 3, padding=1), bn2=nn.BatchNorm2d(w2), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2),
+        conv3=nn.Conv2d(w2, w3, 3, padding=1), bn3=nn.BatchNorm2d(w3), relu3=nn.ReLU(),
     )
 
 
@@ -167,9 +170,11 @@ class CBAMCNN(nn.Module):
         c, _, _ = _check_shape(in_shape, num_classes)
         w1, w2, w3 = widths
         self.features = nn.Sequential(OrderedDict(
-            conv1=nn.Conv2d(c, w1, 3, padding=1), relu1=nn.ReLU(), cbam1=CBAM(w1), pool1=nn.MaxPool2d(2),
-            conv2=nn.Conv2d(w1, w2, 3, padding=1), relu2=nn.ReLU(), cbam2=CBAM(w2), pool2=nn.MaxPool2d(2),
-            conv3=nn.Conv2d(w2, w3, 3, padding=1), relu3=nn.ReLU(), cbam3=CBAM(w3),
+            conv1=nn.Conv2d(c, w1, 3, padding=1), bn1=nn.BatchNorm2d(w1), relu1=nn.ReLU(), cbam1=CBAM(w1),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(w1, w2, 3, padding=1), bn2=nn.BatchNorm2d(w2), relu2=nn.ReLU(), cbam2=CBAM(w2),
+            pool2=nn.MaxPool2d(2),
+            conv3=nn.Conv2d(w2, w3, 3, padding=1), bn3=nn.BatchNorm2d(w3), relu3=nn.ReLU(), cbam3=CBAM(w3),
         ))
         self.classifier = nn.Sequential(OrderedDict(
             gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(w3, num_classes)))

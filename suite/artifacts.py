@@ -1,0 +1,96 @@
+"""Cached trained models: the bridge between specs, the trainer and the artifact cache.
+
+``trained_model(ctx, dataset, model_name, seed)`` returns a ``TrainedModel`` whose ``key`` names
+its artifact; downstream artifacts (attributions, retrained ROAR models) put that key in their
+own spec, so they are invalidated exactly when the model they derive from changes.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from suite.cache import TORCH
+from suite.data.base import Context, ImageDataset
+from suite.models import build_model
+from suite.registry import MODELS
+from suite.specs import TrainSpec, spec_dict
+from suite.training import recipe, train
+
+log = logging.getLogger("saliencybench")
+
+LABEL_MODES = ("true", "permuted")
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module            # eval mode, on the context's device; treat as read-only
+    model_name: str
+    dataset: str
+    seed: int
+    labels: str
+    key: str                    # artifact key: put it in the spec of anything derived from it
+    train_acc: float
+    test_acc: float
+    min_test_acc: float
+    from_cache: bool
+    build_seconds: float
+
+
+def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape, num_classes: int,
+               x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None,
+               y_test: torch.Tensor | None, train_spec: TrainSpec, seed: int,
+               kind: str = "models") -> tuple[nn.Module, dict, bool, str]:
+    """Train ``model_name`` on the given tensors unless the cache has it; (model, info, cached, key).
+
+    ``spec`` must identify the training data (e.g. a dataset fingerprint plus how it was modified).
+    """
+    full_spec = {"spec": spec, "model": model_name, "in_shape": list(in_shape),
+                 "num_classes": num_classes, "train": spec_dict(train_spec), "seed": seed}
+    holder: dict = {}
+
+    def build() -> dict:
+        model = build_model(model_name, num_classes, in_shape, seed, device=ctx.device)
+        res = train(train_spec, model, x_train, y_train, x_test=x_test, y_test=y_test,
+                    device=ctx.device, seed=seed, label=name)
+        holder["acc"] = {"train_acc": res.train_acc, "test_acc": res.test_acc}
+        return {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
+
+    fetched = ctx.cache.fetch(kind, name, full_spec, build, TORCH, info=lambda _: holder["acc"])
+    model = build_model(model_name, num_classes, in_shape, seed, device="cpu")
+    model.load_state_dict(fetched.value)
+    model.to(ctx.device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    key = fetched.meta["key"]
+    return model, {**fetched.meta.get("info", {}), "build_seconds": fetched.meta.get("build_seconds")}, \
+        fetched.from_cache, key
+
+
+def trained_model(ctx: Context, ds: ImageDataset, model_name: str, seed: int = 0, *,
+                  labels: str = "true") -> TrainedModel:
+    """The model ``model_name`` trained on ``ds`` (true or permuted labels) with ``seed``, cached."""
+    if model_name not in MODELS:
+        raise KeyError(f"model {model_name!r} is not registered; known: {sorted(MODELS)}")
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels={labels!r}; allowed: {LABEL_MODES}")
+    rec = recipe(ds.name, model_name, ctx.scale)
+    y_train, y_test = ds.y_train, ds.y_test
+    if labels == "permuted":
+        g = torch.Generator().manual_seed(10_000 + seed)
+        y_train = y_train[torch.randperm(len(y_train), generator=g)]
+        y_test = None
+    spec = {"dataset": ds.name, "fingerprint": ds.fingerprint, "labels": labels}
+    name = f"{ds.name}-{model_name}-s{seed}" + ("-permuted" if labels == "permuted" else "")
+    model, info, cached, key = fit_cached(
+        ctx, name=name, spec=spec, model_name=model_name, in_shape=ds.in_shape,
+        num_classes=ds.num_classes, x_train=ds.x_train, y_train=y_train,
+        x_test=ds.x_test if y_test is not None else None, y_test=y_test,
+        train_spec=rec.train, seed=seed)
+    log.info("%s %s (train acc %.3f, test acc %s)", "loaded from cache" if cached else "trained",
+             name, info["train_acc"], "n/a" if info["test_acc"] is None else f"{info['test_acc']:.3f}")
+    return TrainedModel(model, model_name, ds.name, seed, labels, key, info["train_acc"],
+                        info["test_acc"] if info["test_acc"] is not None else float("nan"),
+                        rec.min_test_acc, cached, info.get("build_seconds") or 0.0)

@@ -1,0 +1,185 @@
+"""One fast training loop in the airbench style, and the recipe per (dataset, model, scale).
+
+The whole dataset lives on the device as tensors; batches are slices of a seeded permutation;
+augmentation is batched tensor ops; every hyperparameter is in a frozen ``TrainSpec``. Given the
+same seed, the same data and the same device, the result is the same (CPU runs are bit-identical).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from suite.specs import TrainSpec, check_scale
+
+log = logging.getLogger("saliencybench")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train one (dataset, model) at one scale, and the test accuracy it must reach."""
+
+    train: TrainSpec
+    min_test_acc: float
+    unsupported: str | None = None
+
+
+_EPOCHS = {"smoke": 8, "small": 15, "paper": 40}
+# (dataset, model) -> overrides of TrainSpec fields; "*" matches any. CNNs (all with BatchNorm)
+# use SGD-Nesterov at lr 0.1; the MLP trains better with Adam.
+_OVERRIDES: dict[tuple[str, str], dict] = {
+    ("*", "*"): {"lr": 0.1},
+    ("*", "mlp"): {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0},
+    ("shapes", "*"): {"augment": "flip_crop"},
+    ("cifar10", "*"): {"augment": "flip_crop"},
+    ("imagenette", "*"): {"augment": "flip_crop"},
+    ("mnist", "*"): {"augment": "crop"},
+    ("fashion", "*"): {"augment": "flip_crop"},
+}
+# minimum test accuracy by (dataset, scale); per-model exceptions below
+_BARS: dict[str, dict[str, float]] = {
+    "digits": {"smoke": 0.85, "small": 0.9, "paper": 0.95},
+    "shapes": {"smoke": 0.45, "small": 0.85, "paper": 0.9},   # chance: 0.2
+    "mnist": {"smoke": 0.9, "small": 0.97, "paper": 0.98},
+    "fashion": {"smoke": 0.75, "small": 0.85, "paper": 0.9},
+    "cifar10": {"smoke": 0.3, "small": 0.55, "paper": 0.8},
+    "imagenette": {"smoke": 0.25, "small": 0.45, "paper": 0.7},
+}
+_MODEL_BARS: dict[tuple[str, str, str], float] = {}
+#: (dataset, model) pairs that are not worth benchmarking, with the reason (shown as a skip)
+UNSUPPORTED: dict[tuple[str, str], str] = {
+    ("shapes", "mlp"): "an MLP stays at chance accuracy on shapes (the class is one small object "
+                       "at a random place in a textured image); attributions of a model that learned "
+                       "nothing say nothing",
+}
+
+
+def recipe(dataset: str, model: str, scale: str) -> Recipe:
+    check_scale(scale)
+    fields: dict = {"epochs": _EPOCHS[scale]}
+    for (d, m), over in _OVERRIDES.items():
+        if d in ("*", dataset) and m in ("*", model):
+            fields.update(over)
+    bar = _MODEL_BARS.get((dataset, model, scale), _BARS.get(dataset, {}).get(scale, 0.0))
+    return Recipe(TrainSpec(**fields), bar, UNSUPPORTED.get((dataset, model)))
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    train_acc: float
+    test_acc: float | None
+    seconds: float
+    history: list[dict]
+
+
+def _augment(xb: torch.Tensor, how: str, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+    if how == "none":
+        return xb
+    b, c, h, w = xb.shape
+    dev = xb.device
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen).to(dev)
+    padded = F.pad(xb, (pad, pad, pad, pad), mode="reflect")
+    rows = (shifts[:, 0, None] + torch.arange(h, device=dev)[None])       # (b, h)
+    cols = (shifts[:, 1, None] + torch.arange(w, device=dev)[None])       # (b, w)
+    out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    if how == "flip_crop":
+        flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
+        out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: str | torch.device = "cpu",
+             batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on (x, y), batched; restores the model's train/eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size].to(device, non_blocking=True)
+        correct += int((model(xb).argmax(1) == y[i:i + batch_size].to(device)).sum())
+    model.train(was_training)
+    return correct / max(len(x), 1)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu",
+            batch_size: int = 1024) -> torch.Tensor:
+    """Logits of ``model`` on x (CPU tensor out), batched, in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+          x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
+          device: str | torch.device = "cpu", seed: int = 0, label: str = "",
+          progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train ``model`` in place on (x, y) and return it with its train/test accuracy."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"train: x has {len(x)} images and y {len(y)} labels; need equal, > 0")
+    t0 = time.perf_counter()
+    model.to(device).train()
+    xd, yd = x.to(device), y.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(xd)
+    steps_per_epoch = math.ceil(n / spec.batch_size)
+    total = spec.epochs * steps_per_epoch
+    params = [p for p in model.parameters() if p.requires_grad]
+    if spec.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True,
+                              weight_decay=spec.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    warm = max(1, int(spec.warmup_frac * total))
+
+    def lr_at(step: int) -> float:
+        if spec.schedule == "constant":
+            return 1.0
+        return (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    history: list[dict] = []
+    step = 0
+    for epoch in range(spec.epochs):
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum, correct = 0.0, 0
+        for i in range(steps_per_epoch):
+            idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
+            xb = _augment(xd[idx], spec.augment, gen)
+            out = model(xb)
+            loss = F.cross_entropy(out, yd[idx], label_smoothing=spec.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((out.argmax(1) == yd[idx]).sum())
+        rec = {"epoch": epoch + 1, "loss": loss_sum / n, "train_acc_running": correct / n,
+               "seconds": time.perf_counter() - t0}
+        history.append(rec)
+        log.info("train %s seed %d: epoch %d/%d loss %.3f acc %.3f (%.1fs)", label or "model", seed,
+                 epoch + 1, spec.epochs, rec["loss"], rec["train_acc_running"], rec["seconds"])
+        if progress is not None:
+            progress(rec)
+    if not math.isfinite(history[-1]["loss"]):
+        raise FloatingPointError(f"training {label or 'model'} diverged (loss {history[-1]['loss']}); "
+                                 f"lower TrainSpec.lr (now {spec.lr})")
+    model.eval()
+    train_acc = evaluate(model, x, y, device=device)
+    test_acc = evaluate(model, x_test, y_test, device=device) if x_test is not None else None
+    return TrainResult(model, train_acc, test_acc, time.perf_counter() - t0, history)
+
+
+__all__ = ["Recipe", "TrainResult", "recipe", "train", "evaluate", "predict", "replace"]
