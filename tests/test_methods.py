@@ -481,3 +481,24 @@ def test_every_method_runs_on_every_suite_model(model_name, method):
     if method in ("gradcam", "oracle"):
         assert a.shape[1] == 1
     assert M.aggregate(a, M.default_aggregation(method)).shape == (3, 1, 12, 12)
+
+
+class Explodes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        self.relu(self.conv(x))
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("method", ["guidedbp", "deconvnet", "lrp_e0p01", "gradcam"])
+def test_hooks_and_modes_are_removed_when_the_model_raises(method):
+    net = Explodes().train()
+    x, t = data64(2)
+    with pytest.raises(RuntimeError, match="boom"):
+        M.explain(method, net.double(), x, t, **({"layer": "relu"} if method == "gradcam" else {}))
+    no_hooks_left(net)
+    assert net.training and net.conv.training

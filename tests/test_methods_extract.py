@@ -139,3 +139,14 @@ def test_cli_lists_every_method():
     listed = {line.split()[0] for line in out.splitlines()[1:] if line and not line.startswith(" ")}
     assert listed == set(METHODS)
     assert "Sundararajan" in out and "layer" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_extraction_on_cuda_matches_cpu(model, digits):
+    x, _, _ = digits
+    for method in ("gradient", "smoothgrad", "random", "lrp_e0p01", "gradcam"):
+        p = M.method_params(method, "smoke")
+        cpu = M.extract(model, "simplecnn", method, x, params=p)
+        gpu = M.extract(model, "simplecnn", method, x, params=p, device="cuda")
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-5, err_msg=method)
+    assert next(model.parameters()).device.type == "cpu"

@@ -104,7 +104,8 @@ def applies(method_name: str, model_name: str, model: nn.Module | None = None) -
     probe instance of the registered ``model_name`` is built once (CPU, tiny input) and inspected.
     """
     get(method_name)
-    check = INFO[method_name].applies
+    info = INFO.get(method_name)       # methods registered elsewhere have no extra check
+    check = info.applies if info else None
     if check is None:
         return None
     if model is None:
@@ -170,7 +171,7 @@ def explain(method_name: str, model: nn.Module, x: torch.Tensor, target: torch.T
         full["layer"] = layer
     if spec.needs_mask and full.get("mask") is None:
         raise ValueError(f"method {method_name!r} needs ground-truth masks: pass mask=...")
-    check = INFO[method_name].applies
+    check = INFO[method_name].applies if method_name in INFO else None
     if check is not None:
         reason = check(model_name or type(model).__name__, model)
         if reason is not None:

@@ -30,6 +30,7 @@ from torch import nn
 
 from suite.methods.base import method
 from suite.methods.gradients import input_gradient
+from suite.models.tv import ToThreeChannels   # 1 -> 3 channel expand: plumbing, LRP-0 by gradient
 
 _LINEAR = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
            nn.BatchNorm3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
@@ -39,7 +40,7 @@ _GATES = (nn.Sigmoid,)
 #: or plumbing) or that hold no computation of their own
 _PASS = (nn.ReLU, nn.LeakyReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
          nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten, nn.Identity, nn.Dropout,
-         nn.Dropout2d, nn.Upsample, nn.Sequential, nn.ModuleList, nn.ModuleDict)
+         nn.Dropout2d, nn.Upsample, nn.Sequential, nn.ModuleList, nn.ModuleDict, ToThreeChannels)
 _SOURCES = ("Bach, Binder, Montavon, Klauschen, Mueller, Samek 2015, PLoS ONE; "
             "Samek et al. 2017, IEEE TNNLS, arXiv 1509.06321")
 
