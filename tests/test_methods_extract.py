@@ -27,19 +27,25 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """The first 96 training digits (1x16x16) with labels and a synthetic mask (digits has
-    none; the oracle only needs some mask). Falls back to random images while suite.data is
+def digits_train():
+    """The digits training set (1x16x16); random images of that shape while suite.data is
     missing."""
     try:
         from suite.data import Context, load
     except ImportError:
         g = torch.Generator().manual_seed(0)
-        x, y = torch.rand(96, 1, 16, 16, generator=g), torch.randint(0, 10, (96,), generator=g)
-    else:
-        ds = load("digits", Context(scale="smoke"))
-        x, y = ds.x_train[:96], ds.y_train[:96]
-    return x.contiguous(), y, x > 0.5
+        return torch.rand(1437, 1, 16, 16, generator=g), torch.randint(0, 10, (1437,), generator=g)
+    ds = load("digits", Context(scale="smoke"))
+    return ds.x_train.contiguous(), ds.y_train
+
+
+@pytest.fixture(scope="module")
+def digits(digits_train):
+    """The first 96 training digits with labels and a synthetic mask (digits has none; the
+    oracle only needs some mask)."""
+    x, y = digits_train
+    x, y = x[:96].contiguous(), y[:96]
+    return x, y, x > 0.5
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +124,20 @@ def test_extract_cached_recomputes_nothing_the_second_time(model, digits, tmp_pa
     s, hit2 = M.extract_cached(cache, method_name="sens_l2", **{**kw, "params": None})
     assert not hit and hit2 and len(cache.builds()) == 5
     np.testing.assert_array_equal(g, s)
+
+
+def test_training_set_extraction_is_cached_across_runs(model, digits_train, tmp_path):
+    """A second run (a fresh cache object on the same folder, as in a new process) loads the
+    maps of the whole digits training set and builds nothing."""
+    x, _ = digits_train
+    kw = dict(model_key="simplecnn-trained-key", model=model, model_name="simplecnn", x=x,
+              split="train", method_name="gradient", batch_size=256)
+    first, hit = M.extract_cached(ArtifactCache(tmp_path), **kw)
+    assert not hit and first.shape == tuple(x.shape)
+    second_run = ArtifactCache(tmp_path)
+    again, hit = M.extract_cached(second_run, **kw)
+    assert hit and len(second_run.builds()) == 1
+    np.testing.assert_array_equal(first, again)
 
 
 def test_plot_maps_builds_a_figure(model, digits):

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from suite.methods.base import INFO, METHODS_VERSION, NotApplicableError, explain, get, takes
+from suite.methods.base import (INFO, METHODS_VERSION, NotApplicableError, applies, explain, get,
+                                takes)
 
 log = logging.getLogger("saliencybench")
 
@@ -105,7 +106,7 @@ def extract(model: nn.Module, model_name: str, method_name: str, x: torch.Tensor
     if spec.needs_mask and (masks is None or len(masks) != n):
         raise ValueError(f"method {method_name!r} needs ground-truth masks for all {n} images")
     full = resolve_params(method_name, model_name, params, seed)
-    reason = INFO[method_name].applies(model_name, model) if INFO[method_name].applies else None
+    reason = applies(method_name, model_name, model)
     if reason is not None:
         raise NotApplicableError(reason)
     with_index = takes(spec.explain, "index")
@@ -172,7 +173,7 @@ def extract_cached(cache, *, model_key: str, model: nn.Module, model_name: str, 
     from suite.cache import NPZ
 
     spec = get(method_name)
-    compute = INFO[method_name].same_as or method_name
+    compute = (INFO[method_name].same_as if method_name in INFO else None) or method_name
     full = resolve_params(method_name, model_name, params, seed)
     if target not in TARGETS:
         raise ValueError(f"target {target!r}; allowed: {', '.join(TARGETS)}")
