@@ -1,0 +1,29 @@
+# The two commands of the quick start. Each creates or reuses .venv and installs what it needs.
+#   make bench   the default benchmark on the embedded datasets -> reports/latest/index.html
+#   make test    the unit tests and the smoke-scale cases (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.saliencybench-installed
+ARGS   ?=
+
+.PHONY: bench test install clean-cache
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m pytest cases/ --scale small -p no:cacheprovider -o log_cli=true \
+		--log-cli-level=INFO --log-cli-format='%(asctime)s %(message)s' \
+		--log-cli-date-format=%H:%M:%S -rs $(ARGS)
+
+test: $(STAMP)
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/test_kernels_*.py -q -p no:cacheprovider
+	$(PY) -m pytest -n 2 --scale smoke -p no:cacheprovider $(ARGS)
+
+clean-cache:
+	rm -rf .cache/saliencybench

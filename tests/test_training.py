@@ -1,0 +1,83 @@
+"""The trainer: deterministic under a seed, learns a separable problem, validates its spec."""
+import pytest
+import torch
+
+from suite.models import build_model, layer_names
+from suite.registry import MODELS
+from suite.specs import TrainSpec
+from suite.training import _augment, evaluate, recipe, train
+
+
+def _toy(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 8, 8, generator=g)
+    y = (x[:, 0, :4].mean((1, 2)) > x[:, 0, 4:].mean((1, 2))).long()  # top half brighter?
+    return x, y
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights_and_different_seed_differs():
+    x, y = _toy()
+    spec = TrainSpec(epochs=2, batch_size=32, lr=0.05, augment="crop")
+    a = train(spec, build_model("simplecnn", 2, (1, 8, 8), seed=3), x, y, seed=3)
+    b = train(spec, build_model("simplecnn", 2, (1, 8, 8), seed=3), x, y, seed=3)
+    c = train(spec, build_model("simplecnn", 2, (1, 8, 8), seed=4), x, y, seed=4)
+    sa, sb, sc = _state(a.model), _state(b.model), _state(c.model)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+    assert a.train_acc == b.train_acc
+
+
+def test_learns_a_separable_problem():
+    x, y = _toy(512)
+    spec = TrainSpec(epochs=8, batch_size=64, optimizer="adam", lr=3e-3, weight_decay=0.0)
+    res = train(spec, build_model("mlp", 2, (1, 8, 8), seed=0), x, y, x_test=x, y_test=y, seed=0)
+    assert res.test_acc > 0.9 and len(res.history) == 8
+    assert evaluate(res.model, x, y) == pytest.approx(res.train_acc)
+
+
+def test_build_model_does_not_touch_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_model("simplecnn", 10, (1, 16, 16), seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_augment_is_a_shift_and_flip_of_the_input():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
+    assert torch.equal(_augment(x, "none", torch.Generator()), x)
+    out = _augment(x, "crop", torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    # every output row of a crop is a contiguous run of a (reflect-)padded input row
+    assert set(out[0, 0, 2].tolist()) <= set(torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")[0, 0].flatten().tolist())
+
+
+@pytest.mark.parametrize("field,value", [("optimizer", "rmsprop"), ("schedule", "cosine"),
+                                         ("augment", "mixup"), ("epochs", 0)])
+def test_trainspec_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainSpec(**{field: value})
+
+
+def test_recipe_rejects_bad_scale_and_has_bars():
+    with pytest.raises(ValueError, match="smoke, small, paper"):
+        recipe("digits", "simplecnn", "huge")
+    assert recipe("digits", "simplecnn", "small").min_test_acc >= 0.9
+    assert recipe("shapes", "mlp", "smoke").unsupported
+
+
+@pytest.mark.parametrize("name", ["simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn"])
+def test_models_declare_layers_that_exist(name):
+    model = build_model(name, 10, (3, 32, 32), seed=0)
+    names = layer_names(model, name)
+    assert names and all(any(True for _ in model.get_submodule(n).parameters()) for n in names)
+    if MODELS[name].gradcam_layer:
+        feat = {}
+        model.get_submodule(MODELS[name].gradcam_layer).register_forward_hook(
+            lambda m, i, o: feat.update(shape=o.shape))   # returns None: output unchanged
+        model(torch.rand(2, 3, 32, 32))
+        assert len(feat["shape"]) == 4   # a spatial feature map for Grad-CAM
