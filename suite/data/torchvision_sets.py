@@ -102,7 +102,7 @@ def _cached_decode(ctx: Context, name: str, samples: list[tuple[str, int]], side
     """Decoded tensors, cached by file list (paths, sizes, mtimes) and side."""
     from suite.cache import TORCH
 
-    stats = [(p, c, *(lambda s: (s.st_size, int(s.st_mtime)))(Path(p).stat())) for p, c in samples]
+    stats = [(p, c, *(lambda s: (s.st_size, s.st_mtime_ns))(Path(p).stat())) for p, c in samples]
     spec = {"dataset": name, "side": side, "files": stats}
     fetched = ctx.cache.fetch("decoded", name, spec, lambda: dict(zip(("x", "y"), _decode(samples, side))),
                               TORCH)
