@@ -182,8 +182,10 @@ def _impute_one(x, removed, out, h, w, dr, dc, wt, noise_std, key, fallback):
             elif v < u:
                 lb[u, b - u + v] = -wk
         lb[u, b] = diag
-    _envelope_cholesky(lb, first, b)
-    _envelope_solve(lb, first, b, rhs)
+    last = np.empty(m, dtype=np.int64)
+    inv = np.empty(m, dtype=np.float64)
+    _envelope_cholesky(lb, first, b, last, inv)
+    _envelope_solve(lb, first, b, last, inv, rhs)
     for ch in range(c):
         for u in range(m):
             q = pix[u]
@@ -194,53 +196,73 @@ def _impute_one(x, removed, out, h, w, dr, dc, wt, noise_std, key, fallback):
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-def _envelope_cholesky(lb, first, b):
-    # In place A = L L^T, row by row; row i holds columns i-b..i at lb[i, b-i+k] and its
-    # nonzeros start at column first[i] (fill-in stays inside this envelope).
+def _envelope_cholesky(lb, first, b, last, inv):
+    # In place A = L L^T.  Row i of lb holds columns i-b..i (lb[i, b-i+k] = L[i, k]); its
+    # nonzeros start at column first[i] and fill-in stays inside this envelope.  Left-looking by
+    # columns: the entries of column j (rows j+1..last[j]) are independent dot products, which
+    # keeps the CPU busy instead of waiting on one long dependency chain.  Fills last[j] (the
+    # last row whose envelope reaches column j) and inv[j] = 1 / L[j, j].  Unsigned offsets
+    # skip numba's negative-index wraparound so the dot products vectorise.
     m = lb.shape[0]
+    s1 = b + 1
+    f = lb.ravel()
+    for j in range(m):
+        last[j] = j
     for i in range(m):
-        fi = first[i]
-        li = lb[i]
-        oi = b - i
-        for j in range(fi, i + 1):
-            fj = first[j]
+        if last[first[i]] < i:
+            last[first[i]] = i
+    for j in range(1, m):
+        if last[j - 1] > last[j]:
+            last[j] = last[j - 1]
+    for j in range(m):
+        fj = first[j]
+        bj = j * s1 + b - j
+        s = 0.0
+        pb = np.uint64(bj + fj)
+        for t in range(np.uint64(j - fj)):
+            s += f[pb + t] * f[pb + t]
+        d = math.sqrt(f[bj + j] - s)
+        f[bj + j] = d
+        iv = 1.0 / d
+        inv[j] = iv
+        for i in range(j + 1, last[j] + 1):
+            fi = first[i]
+            if fi > j:
+                continue
+            bi = i * s1 + b - i
             k0 = fi if fi > fj else fj
-            lj = lb[j]
-            oj = b - j
             s = 0.0
-            for k in range(k0, j):
-                s += li[oi + k] * lj[oj + k]
-            s = li[oi + j] - s
-            if j == i:
-                li[b] = math.sqrt(s)
-            else:
-                li[oi + j] = s / lj[b]
+            pa = np.uint64(bi + k0)
+            pb = np.uint64(bj + k0)
+            for t in range(np.uint64(j - k0)):
+                s += f[pa + t] * f[pb + t]
+            f[bi + j] = (f[bi + j] - s) * iv
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-def _envelope_solve(lb, first, b, y):
-    # Solve L L^T X = Y in place for all columns of y (m, C) at once (forward row-oriented,
-    # backward column-oriented).
+def _envelope_solve(lb, first, b, last, inv, y):
+    # Solve L L^T X = Y in place for all columns of y (m, C) at once, both sweeps column
+    # oriented (independent updates, no reduction chain).
     m, c = y.shape
-    for i in range(m):
-        li = lb[i]
-        oi = b - i
-        yi = y[i]
-        for k in range(first[i], i):
-            lik = li[oi + k]
-            yk = y[k]
-            for ch in range(c):
-                yi[ch] -= lik * yk[ch]
-        d = li[b]
+    for j in range(m):
+        yj = y[j]
+        iv = inv[j]
         for ch in range(c):
-            yi[ch] /= d
+            yj[ch] *= iv
+        for i in range(j + 1, last[j] + 1):
+            if first[i] > j:
+                continue
+            lij = lb[i, b - i + j]
+            yi = y[i]
+            for ch in range(c):
+                yi[ch] -= lij * yj[ch]
     for i in range(m - 1, -1, -1):
         li = lb[i]
         oi = b - i
         yi = y[i]
-        d = li[b]
+        iv = inv[i]
         for ch in range(c):
-            yi[ch] /= d
+            yi[ch] *= iv
         for k in range(first[i], i):
             lik = li[oi + k]
             yk = y[k]
