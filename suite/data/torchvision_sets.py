@@ -123,7 +123,7 @@ def load_imagenette(scale: str, ctx: Context | None = None) -> ImageDataset:
         train = torchvision.datasets.Imagenette(str(root), split="train", size="160px",
                                                 download=ctx.download)
         val = torchvision.datasets.Imagenette(str(root), split="val", size="160px", download=False)
-    except RuntimeError as err:
+    except (RuntimeError, FileNotFoundError) as err:   # absent, or a partial download
         raise _unavailable("imagenette", root, "imagenette2-160/{train,val}", err) from None
     n_tr, n_te = SUBSETS[scale]
     tr = [train._samples[i] for i in subset(len(train._samples), n_tr)]
