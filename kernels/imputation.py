@@ -201,8 +201,10 @@ def _envelope_cholesky(lb, first, b, last, inv):
     # nonzeros start at column first[i] and fill-in stays inside this envelope.  Left-looking by
     # columns: the entries of column j (rows j+1..last[j]) are independent dot products, which
     # keeps the CPU busy instead of waiting on one long dependency chain.  Fills last[j] (the
-    # last row whose envelope reaches column j) and inv[j] = 1 / L[j, j].  Unsigned offsets
-    # skip numba's negative-index wraparound so the dot products vectorise.
+    # last row whose envelope reaches column j) and inv[j] = 1 / L[j, j].  The dot products run
+    # over the whole stored band (entries left of the envelope are exact zeros), which gives
+    # data-independent trip counts; unsigned offsets skip numba's negative-index wraparound so
+    # they vectorise.
     m = lb.shape[0]
     s1 = b + 1
     f = lb.ravel()
@@ -215,22 +217,21 @@ def _envelope_cholesky(lb, first, b, last, inv):
         if last[j - 1] > last[j]:
             last[j] = last[j - 1]
     for j in range(m):
-        fj = first[j]
         bj = j * s1 + b - j
+        k0 = j - b if j > b else 0
         s = 0.0
-        pb = np.uint64(bj + fj)
-        for t in range(np.uint64(j - fj)):
+        pb = np.uint64(bj + k0)
+        for t in range(np.uint64(j - k0)):
             s += f[pb + t] * f[pb + t]
         d = math.sqrt(f[bj + j] - s)
         f[bj + j] = d
         iv = 1.0 / d
         inv[j] = iv
         for i in range(j + 1, last[j] + 1):
-            fi = first[i]
-            if fi > j:
+            if first[i] > j:
                 continue
             bi = i * s1 + b - i
-            k0 = fi if fi > fj else fj
+            k0 = i - b if i > b else 0
             s = 0.0
             pa = np.uint64(bi + k0)
             pb = np.uint64(bj + k0)
