@@ -108,34 +108,32 @@ def applies(method_name: str, model_name: str, model: nn.Module | None = None) -
     check = info.applies if info else None
     if check is None:
         return None
-    if model is None:
-        model = _probe_model(model_name)
-    return check(model_name, model)
-
-
-_PROBES: dict[str, nn.Module] = {}
-
-
-def _probe_model(model_name: str) -> nn.Module:
-    if model_name not in _PROBES:
+    if model is not None:
+        return check(model_name, model)
+    key = (check, model_name)        # the three LRP ids share one check: one probe per model
+    if key not in _REASONS:          # build a probe once, keep only the answer (not the weights)
         from suite.models import build_model
         from suite.registry import MODELS
 
         side = max(32, MODELS[model_name].min_size)
-        _PROBES[model_name] = build_model(model_name, 2, (1, side, side), seed=0)
-    return _PROBES[model_name]
+        _REASONS[key] = check(model_name, build_model(model_name, 2, (1, side, side), seed=0))
+    return _REASONS[key]
+
+
+_REASONS: dict[tuple[Callable, str], str | None] = {}
 
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Put every module in eval mode; restore each module's own previous mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
+    changed = [m for m in model.modules() if m.training]   # usually none inside extraction
+    for m in changed:
+        m.training = False
     try:
         yield model
     finally:
-        for m, training in modes:
-            m.training = training
+        for m in changed:
+            m.training = True
 
 
 def takes(fn: Callable, arg: str) -> bool:

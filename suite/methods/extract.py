@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from suite.methods.base import (INFO, METHODS_VERSION, NotApplicableError, applies, explain, get,
-                                takes)
+from suite.methods.base import (INFO, METHODS_VERSION, NotApplicableError, applies, eval_mode,
+                                explain, get, takes)
 
 log = logging.getLogger("saliencybench")
 
@@ -115,7 +115,7 @@ def extract(model: nn.Module, model_name: str, method_name: str, x: torch.Tensor
     out: np.ndarray | None = None
     t0 = last_log = time.perf_counter()
     next_pct = 10
-    with _on_device(model, device):
+    with _on_device(model, device), eval_mode(model):
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             xb = x[start:stop].to(device)
@@ -151,8 +151,6 @@ def extract(model: nn.Module, model_name: str, method_name: str, x: torch.Tensor
 
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's predicted class (eval mode, no gradient); the module modes are restored."""
-    from suite.methods.base import eval_mode
-
     with torch.no_grad(), eval_mode(model):
         return model(x).argmax(dim=1)
 
