@@ -72,11 +72,11 @@ def _normal(key, e):
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)  # cheap: serial compiles much faster than parallel
 def _normal_noise_nb(ids, seed, size):
     n = ids.shape[0]
     out = np.empty((n, size), dtype=np.float64)
-    for i in numba.prange(n):
+    for i in range(n):
         key = _image_key(seed, ids[i])
         for e in range(size):
             out[i, e] = _normal(key, e)

@@ -37,11 +37,11 @@ MODES = ("remove", "keep")
 
 
 # ----------------------------------------------------------------------------- kernels
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)  # cheap: serial compiles much faster than parallel
 def _mask_from_order_nb(order, k, keep):
     n, p = order.shape
     out = np.empty((n, p), dtype=np.bool_)
-    for i in numba.prange(n):
+    for i in range(n):
         for j in range(p):
             out[i, order[i, j]] = (j >= k) if keep else (j < k)
     return out

@@ -43,25 +43,25 @@ MODES = ("deletion", "insertion")
 
 
 # ----------------------------------------------------------------------------- kernels
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)  # cheap: serial compiles much faster than parallel
 def _region_sums_nb(a, r):
     n, h, w = a.shape
     nh = (h + r - 1) // r
     nw = (w + r - 1) // r
     out = np.zeros((n, nh, nw), dtype=np.float64)
-    for i in numba.prange(n):
+    for i in range(n):
         for y in range(h):
             for x in range(w):
                 out[i, y // r, x // r] += a[i, y, x]
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)  # cheap: serial compiles much faster than parallel
 def _region_order_nb(sums, lerf):
     # sums: (N, R) -> (N, R) int64 order, stable descending; reversed for LeRF.
     n, p = sums.shape
     order = np.empty((n, p), dtype=np.int64)
-    for i in numba.prange(n):
+    for i in range(n):
         keys = np.empty(p, dtype=np.float64)
         for j in range(p):
             keys[j] = -sums[i, j]

@@ -88,11 +88,11 @@ def _rank_order_nb(values):
     return order
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)  # cheap: serial compiles much faster than parallel
 def _rank_positions_nb(order):
     n, p = order.shape
     pos = np.empty((n, p), dtype=np.int64)
-    for i in numba.prange(n):
+    for i in range(n):
         for j in range(p):
             pos[i, order[i, j]] = j
     return pos
