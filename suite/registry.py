@@ -135,7 +135,9 @@ def method_applies(method: MethodSpec, model: ModelSpec, dataset: DatasetSpec) -
         return f"{method.name} needs a convolutional layer and {model.name} declares none"
     if method.needs_mask and not dataset.has_masks:
         return f"{method.name} needs ground-truth masks and {dataset.name} has none"
-    return None
+    from suite.methods import applies   # method-specific limits (e.g. LRP rules per layer type)
+
+    return applies(method.name, model.name)
 
 
 def cases_for(metric: str, scale: str) -> list[Case]:

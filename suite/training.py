@@ -2,7 +2,10 @@
 
 The whole dataset lives on the device as tensors; batches are slices of a seeded permutation;
 augmentation is batched tensor ops; every hyperparameter is in a frozen ``TrainSpec``. Given the
-same seed, the same data and the same device, the result is the same (CPU runs are bit-identical).
+same seed, the same data, the same device and the same number of torch threads, the result is the
+same: CPU runs are bit-identical. (A different thread count changes the order of floating-point
+reductions in convolutions, so an xdist worker, which gets fewer threads, may train a slightly
+different model than a single process; the cache keeps whichever was built first.)
 """
 from __future__ import annotations
 

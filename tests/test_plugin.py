@@ -121,3 +121,19 @@ def test_truncated_model_artifact_is_detected_rebuilt_and_the_run_passes(project
     assert "does not match its checksum" in res.stdout.str()
     assert len(builds(project)) == 2
     assert results(project)["cases"][0]["details"]["from_cache"] is False
+
+
+def test_compare_with_an_earlier_run_says_no_change_then_flags_a_changed_result(project):
+    run(project, "--scale", "smoke", "-k", "digits and mlp").assert_outcomes(passed=1)
+    first = project.path / "first.json"
+    shutil.copy(project.path / "reports" / "latest" / "results.json", first)
+    run(project, "--scale", "smoke", "-k", "digits and mlp", "--compare", str(first)).assert_outcomes(passed=1)
+    page = (project.path / "reports" / "latest" / "index.html").read_text()
+    assert "No change" in page
+    # the same comparison against an earlier run whose score was different
+    old = json.loads(first.read_text())
+    old["cases"][0]["score"] = 0.5
+    first.write_text(json.dumps(old))
+    run(project, "--scale", "smoke", "-k", "digits and mlp", "--compare", str(first)).assert_outcomes(passed=1)
+    page = (project.path / "reports" / "latest" / "index.html").read_text()
+    assert "No change" not in page and "0.5" in page

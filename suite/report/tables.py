@@ -72,6 +72,8 @@ def summary_lines(results: dict) -> list[str]:
         for (dataset, model), group in groups.items():
             if metric in PLAIN_METRICS:
                 for case in group:
+                    if case.get("outcome") == "skipped":   # listed once per dataset above
+                        continue
                     rows.append((metric, f"{dataset}/{model}", "", fmt_num(case.get("score")),
                                  "", "", text(case.get("outcome"))))
                 continue
