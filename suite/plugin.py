@@ -170,14 +170,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError(f"{metafunc.definition.nodeid} uses the 'case' fixture but has no "
                                 "@pytest.mark.metric('<name>') marker")
     cases = cases_for(marker.args[0], metafunc.config.getoption("sb_scale"))
-    metafunc.parametrize("case", [pytest.param(c, id=c.id) for c in cases])
+    metafunc.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c)) for c in cases])
+
+
+def _marks(case: Case) -> list:
+    """A published expected failure (suite.metrics.expectations) is an xfail, never a deletion."""
+    from suite.metrics.expectations import expectation_for
+
+    e = expectation_for(case)
+    return [pytest.mark.xfail(reason=f"expected: {e.reason} ({e.source})", strict=False)] if e else []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
         if isinstance(case, Case):
-            item.user_properties.append((CASE_KEY, case.as_dict()))
+            from suite.metrics.expectations import expectation_for
+
+            e = expectation_for(case)
+            item.user_properties.append((CASE_KEY, {**case.as_dict(),
+                                                    "expectation": e.as_dict() if e else None}))
 
 
 # -- fixtures ---------------------------------------------------------------------------------
@@ -291,7 +303,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "nodeid": report.nodeid, "metric": case["metric"], "dataset": case["dataset"],
         "model": case["model"], "method": case["method"], "outcome": "passed", "duration_s": 0.0,
         "score": None, "higher_is_better": None, "baseline": None, "beats_baseline": None,
-        "curves": [], "details": {}})
+        "curves": [], "details": {"expectation": case["expectation"]} if case.get("expectation") else {}})
     rec["duration_s"] = round(rec["duration_s"] + report.duration, 3)
     if UNAVAILABLE_KEY in props:
         config.stash[_META]["skipped_datasets"][case["dataset"]] = props[UNAVAILABLE_KEY]

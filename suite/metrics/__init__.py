@@ -7,3 +7,8 @@ from suite.registry import MetricSpec, register_metric
 ACCURACY = register_metric(MetricSpec(
     "accuracy", description="test accuracy of the trained model (a gate: maps of a model that "
     "learned nothing mean nothing)", needs_method=False, higher_is_better=True))
+
+MAPS = register_metric(MetricSpec(
+    "maps", description="the attribution maps of every applicable method on a few test images "
+    "(a picture for the report; the case checks every method yields a finite map of the right "
+    "shape)", needs_method=False, higher_is_better=True))

@@ -81,9 +81,7 @@ def summary_lines(results: dict) -> list[str]:
             ranked = [(r, c) for r, c in rank_group(group, higher) if r is not None]
             base = group_baseline(group)
             arrow = {True: "↑", False: "↓"}.get(higher, "?")
-            if not ranked:
-                rows.append((f"{metric} {arrow}", f"{dataset}/{model}", "(no scores)", "", "",
-                             "", ""))
+            if not ranked:   # e.g. picture-only cases, or all skipped: nothing to rank
                 continue
             best = [c for r, c in ranked if r == 1]
             top = best[0]

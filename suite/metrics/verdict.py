@@ -1,0 +1,96 @@
+"""The one regression check every metric uses: does a method beat the random baseline?
+
+Rule (documented, tested): with per-seed scores s (method) and r (random control), and
+``sign = +1`` when higher is better, else -1,
+
+    advantage = sign * (mean(s) - mean(r))
+    spread    = sqrt(var(s)/len(s) + var(r)/len(r))      (standard error of the difference;
+                                                         sample variance, 0 with one seed)
+    margin    = max(abs_margin, rel_margin * |mean(r)|, n_sigma * spread)
+    beats     = advantage > margin
+
+So with one seed a method must beat random by a relative margin (2% by default); with several
+seeds it must also clear two standard errors of the difference. A case whose method does not beat
+random fails, unless the expectation table (``suite.metrics.expectations``) lists the combination
+as a published expected failure, in which case it is an xfail (and an xpass if it starts to win).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+RULE = ("beats random when sign*(mean - mean_random) > max(abs_margin, rel_margin*|mean_random|, "
+        "n_sigma*sqrt(var/n + var_random/n_random))")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    score_std: float | None
+    baseline: float
+    baseline_std: float | None
+    higher_is_better: bool
+    advantage: float        # signed: positive = better than random
+    margin: float           # what the advantage had to exceed
+    beats: bool
+    n: int
+    n_baseline: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
+    xs = [float(v) for v in xs]
+    if not xs:
+        raise ValueError("compare_to_random needs at least one score on each side")
+    if any(not math.isfinite(v) for v in xs):
+        raise ValueError(f"compare_to_random got non-finite scores: {xs}")
+    m = sum(xs) / len(xs)
+    var = sum((v - m) ** 2 for v in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return m, var
+
+
+def compare_to_random(scores: Sequence[float], random_scores: Sequence[float], *,
+                      higher_is_better: bool, rel_margin: float = 0.02, abs_margin: float = 0.0,
+                      n_sigma: float = 2.0) -> Verdict:
+    """Compare per-seed ``scores`` of a method with the random control's (see the module doc)."""
+    if rel_margin < 0 or abs_margin < 0 or n_sigma < 0:
+        raise ValueError(f"margins must be >= 0, got rel_margin={rel_margin}, "
+                         f"abs_margin={abs_margin}, n_sigma={n_sigma}")
+    m, v = _mean_var(scores)
+    mr, vr = _mean_var(random_scores)
+    sign = 1.0 if higher_is_better else -1.0
+    advantage = sign * (m - mr)
+    spread = math.sqrt(v / len(scores) + vr / len(random_scores))
+    margin = max(abs_margin, rel_margin * abs(mr), n_sigma * spread)
+    std = math.sqrt(v) if len(scores) > 1 else None
+    std_r = math.sqrt(vr) if len(random_scores) > 1 else None
+    return Verdict(m, std, mr, std_r, higher_is_better, advantage, margin, advantage > margin,
+                   len(scores), len(random_scores))
+
+
+def record_verdict(record, verdict: Verdict, *, curves: list[dict] | None = None,
+                   details: dict | None = None) -> None:
+    """Hand score, baseline, beats_baseline (and curves, details) to the report."""
+    record(score=verdict.score, higher_is_better=verdict.higher_is_better,
+           baseline={"method": "random", "score": verdict.baseline},
+           beats_baseline=verdict.beats, curves=curves,
+           details={"score_std": verdict.score_std, "baseline_std": verdict.baseline_std,
+                    "advantage": verdict.advantage, "margin": verdict.margin,
+                    "verdict_rule": RULE, **(details or {})})
+
+
+def check_beats_random(case, verdict: Verdict, *, what: str = "") -> None:
+    """Fail the case (AssertionError with the numbers) unless its method beats random.
+
+    Expected failures are not handled here: the plugin marks them xfail at collection from the
+    expectation table, so this assertion failing makes them xfailed, and passing, xpassed.
+    """
+    direction = "higher" if verdict.higher_is_better else "lower"
+    assert verdict.beats, (
+        f"{case.method} does not beat the random baseline under {case.metric}{what} on "
+        f"{case.dataset}/{case.model}: score {verdict.score:.4g} vs random {verdict.baseline:.4g} "
+        f"({direction} is better; advantage {verdict.advantage:.4g} <= required margin "
+        f"{verdict.margin:.4g})")
