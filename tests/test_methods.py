@@ -502,3 +502,19 @@ def test_hooks_and_modes_are_removed_when_the_model_raises(method):
         M.explain(method, net.double(), x, t, **({"layer": "relu"} if method == "gradcam" else {}))
     no_hooks_left(net)
     assert net.training and net.conv.training
+
+
+@pytest.mark.parametrize("method", ["gradient", "intgrad", "smoothgrad", "guidedbp", "gradcam",
+                                    "ggcam", "lrp_e0p01"])
+def test_frozen_models_give_the_same_maps(method):
+    """Cached trained models come with requires_grad=False parameters; maps must not change
+    and the flags must stay as they were."""
+    x, t = data64(2)
+    live, frozen = model64("simplecnn"), model64("simplecnn")
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    kw = {k: v for k, v in M.method_params(method, "smoke").items() if k != "layer"}
+    a = M.explain(method, live, x, t, model_name="simplecnn", **kw)
+    b = M.explain(method, frozen, x, t, model_name="simplecnn", **kw)
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=0)
+    assert not any(p.requires_grad for p in frozen.parameters())
