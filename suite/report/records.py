@@ -22,7 +22,7 @@ OUTCOME_LABELS = {
     "skipped": "skipped",
 }
 BASELINE_METHOD = "random"
-PLAIN_METRICS = ("accuracy",)  # metrics shown as a plain table, not ranked by method
+PLAIN_METRICS = ("accuracy", "maps")  # shown as a plain table, not ranked by method
 
 
 def text(value: Any, missing: str = "—") -> str:

@@ -72,8 +72,8 @@ def summary_lines(results: dict) -> list[str]:
         for (dataset, model), group in groups.items():
             if metric in PLAIN_METRICS:
                 for case in group:
-                    if case.get("outcome") == "skipped":   # listed once per dataset above
-                        continue
+                    if case.get("outcome") == "skipped" or case.get("score") is None:
+                        continue   # skipped datasets are listed once above; pictures have no score
                     rows.append((metric, f"{dataset}/{model}", "", fmt_num(case.get("score")),
                                  "", "", text(case.get("outcome"))))
                 continue
