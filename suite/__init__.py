@@ -1,0 +1,79 @@
+"""saliencybench: a pytest benchmark of the faithfulness of image attribution methods.
+
+The public API is what a user needs to bring their own method, model or dataset into every case
+(see the README, "Evaluate your own method" and after). Register from your own ``conftest.py``, from a
+module loaded with ``pytest -p your.module``, or from an installed package's entry point in the
+group ``saliencybench``. A registered entry takes part in every metric it is valid for, next to the
+built-in ones, with caching, reporting and the random-baseline check.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ["register_method", "register_model", "register_dataset", "register_recipe",
+           "ImageDataset", "Context", "DatasetUnavailable", "TrainSpec"]
+
+
+def register_method(name: str, *, aggregation: str = "abs_sum", description: str = "",
+                    source: str = "", params: dict[str, Any] | None = None,
+                    needs_layer: bool = False, needs_gradient: bool = True,
+                    scale_params: dict[str, dict[str, Any]] | None = None) -> Callable:
+    """Decorator: ``explain(model, x, target, **params) -> Tensor (N, C|1, H, W)``.
+
+    ``aggregation`` (abs_sum, l2, linf or sum) pools channels for pixel-level metrics.
+    ``needs_layer``: the method receives ``layer=<the model's Grad-CAM layer name>``.
+    ``needs_gradient=False`` for gradient-free methods (they are still valid for ROAR, ROAD and
+    the perturbation metrics). ``scale_params``: per-scale overrides of ``params``.
+    """
+    from suite.methods.base import method
+    from suite.registry import load_builtins
+
+    load_builtins()
+    return method(name, aggregation=aggregation, description=description or name,
+                  source=source or "user-registered", params=params, needs_layer=needs_layer,
+                  needs_gradient=needs_gradient, scale_params=scale_params)
+
+
+def register_model(name: str, *, gradcam_layer: str | None = None, layers=None,
+                   description: str = "", min_size: int = 8) -> Callable:
+    """Decorator: ``factory(num_classes, in_shape) -> nn.Module``.
+
+    ``gradcam_layer``: dotted name of the module whose output Grad-CAM uses (None: methods that
+    need a layer are left out for this model). ``layers``: dotted names input -> output, the order
+    the sanity checks randomize in (None: every module with parameters).
+    """
+    from suite.registry import load_builtins
+    from suite.registry import register_model as _register
+
+    load_builtins()
+    return _register(name, description=description, gradcam_layer=gradcam_layer, layers=layers,
+                     min_size=min_size)
+
+
+def register_dataset(name: str, *, description: str = "", has_masks: bool = False) -> Callable:
+    """Decorator: ``load(scale, ctx) -> ImageDataset`` (raise ``DatasetUnavailable`` to skip)."""
+    from suite.registry import load_builtins
+    from suite.registry import register_dataset as _register
+
+    load_builtins()
+    return _register(name, description=description, embedded=False, has_masks=has_masks)
+
+
+def register_recipe(dataset: str, model: str = "*", *, min_test_acc: float,
+                    train: "TrainSpec | None" = None) -> None:
+    """How to train ``model`` (or any model: "*") on ``dataset``, and the accuracy it must reach."""
+    from suite.training import register_recipe as _register
+
+    _register(dataset, model, min_test_acc=min_test_acc, train=train)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ImageDataset", "Context", "DatasetUnavailable"):
+        import suite.data as data
+
+        return getattr(data, name)
+    if name == "TrainSpec":
+        from suite.specs import TrainSpec
+
+        return TrainSpec
+    raise AttributeError(f"module 'suite' has no attribute {name!r}")

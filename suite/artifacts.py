@@ -6,6 +6,8 @@ own spec, so they are invalidated exactly when the model they derive from change
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -47,19 +49,20 @@ def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape
 
     ``spec`` must identify the training data (e.g. a dataset fingerprint plus how it was modified).
     """
-    full_spec = {"spec": spec, "model": model_name, "in_shape": list(in_shape),
+    model = build_model(model_name, num_classes, in_shape, seed, device="cpu")
+    # the architecture is part of the key: a model redefined under the same id is retrained
+    arch = hashlib.sha256(repr(model).encode()).hexdigest()[:16]
+    full_spec = {"spec": spec, "model": model_name, "arch": arch, "in_shape": list(in_shape),
                  "num_classes": num_classes, "train": spec_dict(train_spec), "seed": seed}
     holder: dict = {}
 
     def build() -> dict:
-        model = build_model(model_name, num_classes, in_shape, seed, device=ctx.device)
-        res = train(train_spec, model, x_train, y_train, x_test=x_test, y_test=y_test,
-                    device=ctx.device, seed=seed, label=name)
+        res = train(train_spec, copy.deepcopy(model).to(ctx.device), x_train, y_train,
+                    x_test=x_test, y_test=y_test, device=ctx.device, seed=seed, label=name)
         holder["acc"] = {"train_acc": res.train_acc, "test_acc": res.test_acc}
         return {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
 
     fetched = ctx.cache.fetch(kind, name, full_spec, build, TORCH, info=lambda _: holder["acc"])
-    model = build_model(model_name, num_classes, in_shape, seed, device="cpu")
     model.load_state_dict(fetched.value)
     model.to(ctx.device).eval()
     for p in model.parameters():

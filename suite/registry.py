@@ -121,12 +121,28 @@ def unregister(kind: str, name: str) -> None:
     _TABLES[kind].pop(name, None)
 
 
+_BUILTIN: dict[str, frozenset[str]] = {}
+ENTRY_POINT_GROUP = "saliencybench"
+
+
 def load_builtins() -> None:
-    """Import the modules whose import registers the built-in datasets, models, methods, metrics."""
+    """Import the modules that register the built-in datasets, models, methods and metrics, then
+    the modules installed packages declare in the ``saliencybench`` entry-point group."""
     import importlib
 
+    if _BUILTIN:
+        return
     for mod in ("suite.data", "suite.models", "suite.methods", "suite.metrics"):
         importlib.import_module(mod)
+    _BUILTIN.update({kind: frozenset(table) for kind, table in _TABLES.items()})
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+
+
+def is_builtin(kind: str, name: str) -> bool:
+    return name in _BUILTIN.get(kind, frozenset())
 
 
 def method_applies(method: MethodSpec, model: ModelSpec, dataset: DatasetSpec) -> str | None:
@@ -148,21 +164,24 @@ def cases_for(metric: str, scale: str) -> list[Case]:
         raise KeyError(f"metric {metric!r} is not registered; known: {sorted(METRICS)}")
     m = METRICS[metric]
 
-    def pick(table: dict, chosen: dict | None) -> list:
+    def pick(kind: str, table: dict, chosen: dict | None) -> list:
+        """The metric's chosen built-ins at this scale, plus every user-registered entry."""
         names = chosen.get(scale) if chosen else None
+        valid = [s for s in table.values() if scale in getattr(s, "scales", SCALES)]
         if names is None:
-            return [s for s in table.values() if scale in s.scales]
-        return [table[n] for n in names if n in table]
+            return valid
+        return [table[n] for n in names if n in table] + \
+            [s for s in valid if not is_builtin(kind, s.name) and s.name not in names]
 
     out: list[Case] = []
-    for ds in pick(DATASETS, m.datasets):
-        for mo in pick(MODELS, m.models):
+    for ds in pick("dataset", DATASETS, m.datasets):
+        for mo in pick("model", MODELS, m.models):
             if m.needs_layer and mo.gradcam_layer is None:
                 continue
             if not m.needs_method:
                 out.append(Case(metric, ds.name, mo.name, None, scale))
                 continue
-            for me in pick(METHODS, m.methods):
+            for me in pick("method", METHODS, m.methods):
                 if method_applies(me, mo, ds) is None:
                     out.append(Case(metric, ds.name, mo.name, me.name, scale))
     return out

@@ -63,8 +63,26 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
 }
 
 
+#: recipes registered by users for their datasets / models: (dataset, model or "*") -> recipe
+USER_RECIPES: dict[tuple[str, str], tuple[TrainSpec | None, float]] = {}
+
+
+def register_recipe(dataset: str, model: str = "*", *, min_test_acc: float,
+                    train: TrainSpec | None = None) -> None:
+    if not 0.0 <= min_test_acc <= 1.0:
+        raise ValueError(f"min_test_acc must lie in [0, 1], got {min_test_acc}")
+    if train is not None and not isinstance(train, TrainSpec):
+        raise TypeError(f"train must be a suite.TrainSpec, got {type(train).__name__}")
+    USER_RECIPES[(dataset, model)] = (train, float(min_test_acc))
+
+
 def recipe(dataset: str, model: str, scale: str) -> Recipe:
     check_scale(scale)
+    user = USER_RECIPES.get((dataset, model)) or USER_RECIPES.get((dataset, "*"))
+    if user is not None:
+        spec, bar = user
+        base = TrainSpec(epochs=_EPOCHS[scale], lr=0.1)
+        return Recipe(spec or base, bar, UNSUPPORTED.get((dataset, model)))
     fields: dict = {"epochs": _EPOCHS[scale]}
     for (d, m), over in _OVERRIDES.items():
         if d in ("*", dataset) and m in ("*", model):
