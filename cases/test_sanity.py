@@ -1,0 +1,92 @@
+"""Sanity checks (Adebayo et al. 2018): cascading and independent layer randomization, model
+noise and data randomization. A method passes when its maps change (see suite.metrics.sanity);
+guided backprop / guided Grad-CAM are published failures (xfail); the sobel and random controls
+are calibration checks (similarity 1 and about 0 at every step)."""
+import pytest
+
+from suite.metrics import sanity as S
+from suite.methods import method_params
+
+
+def _images(case, dataset):
+    x, y, _ = dataset.split("test")
+    n = S.N_IMAGES[case.scale]
+    return x[:n], y[:n]
+
+
+def _kw(case, sb_context):
+    return dict(seed=sb_context.seeds[0], params=method_params(case.method, case.scale),
+                device=sb_context.device)
+
+
+def _report_and_check(case, result, x, record):
+    calibration = case.method in S.CALIBRATION
+    verdict = None if calibration else S.sanity_verdict(result)
+    if verdict is None:
+        record(score=result.similarity[S.PRIMARY][-1], higher_is_better=False,
+               curves=result.curves(),
+               details={**S.details(result, None), "calibration": S.CALIBRATION[case.method]})
+    else:
+        record(score=verdict.score, higher_is_better=False,
+               baseline={"method": "trained model", "score": verdict.level},
+               beats_baseline=verdict.passes, curves=result.curves(),
+               details=S.details(result, verdict))
+    what = f"{case.dataset} / {case.model} / {case.method}"
+    record.figure(S.plot_grid(x, result), f"{result.test} randomization grid, {what} (rows: test "
+                  "images; columns: input, trained, then each step)")
+    record.figure(S.plot_curves(result, verdict), f"similarity per {result.test} step, {what}")
+    if verdict is None:
+        S.check_calibration(result)
+        return
+    assert verdict.passes, (
+        f"{case.method} fails the {result.test} sanity check on {case.dataset}/{case.model}: "
+        f"{verdict.measure} {verdict.score:.3f} at step {verdict.at_step!r} vs trained-model level "
+        f"{verdict.level:.3f} (needs < {verdict.threshold} and < level - {verdict.margin})")
+
+
+@pytest.mark.metric("sanity_cascade")
+def test_sanity_cascade(case, dataset, trained, sb_context, record):
+    x, y = _images(case, dataset)
+    result = S.cascading_randomization(trained.model, case.model, case.method, x, y,
+                                       **_kw(case, sb_context))
+    _report_and_check(case, result, x, record)
+
+
+@pytest.mark.metric("sanity_independent")
+def test_sanity_independent(case, dataset, trained, sb_context, record):
+    x, y = _images(case, dataset)
+    result = S.independent_randomization(trained.model, case.model, case.method, x, y,
+                                         **_kw(case, sb_context))
+    _report_and_check(case, result, x, record)
+
+
+@pytest.mark.metric("sanity_noise")
+def test_sanity_noise(case, dataset, trained, sb_context, record):
+    x, y = _images(case, dataset)
+    result = S.model_noise(trained.model, case.model, case.method, x, y, **_kw(case, sb_context))
+    # the test itself: the smallest level barely changes predictions and maps
+    assert result.agreement[1] >= 0.95, f"s={result.params['levels'][0]} changed predictions: " \
+                                        f"agreement {result.agreement[1]:.3f}"
+    if case.method != "random":
+        sim0 = result.similarity[S.PRIMARY]
+        assert sim0[1] >= sim0[0] - 0.05, (
+            f"s={result.params['levels'][0]} changed the maps: {S.PRIMARY} {sim0[1]:.3f} vs "
+            f"trained level {sim0[0]:.3f}")
+    _report_and_check(case, result, x, record)
+
+
+@pytest.mark.metric("sanity_datarand")
+def test_sanity_datarand(case, dataset, trained, sb_context, record):
+    from suite.artifacts import trained_model
+
+    permuted = trained_model(sb_context, dataset, case.model, sb_context.seeds[0], labels="permuted")
+    record(details={"permuted_train_acc": permuted.train_acc,
+                    "permuted_from_cache": permuted.from_cache})
+    if permuted.train_acc < S.MIN_PERMUTED_TRAIN_ACC:
+        pytest.skip(f"the permuted-label model reached only {permuted.train_acc:.3f} training "
+                    f"accuracy (< {S.MIN_PERMUTED_TRAIN_ACC}): it did not memorise, so comparing "
+                    "its maps would not test data dependence")
+    x, y = _images(case, dataset)
+    result = S.data_randomization(trained.model, permuted.model, case.model, case.method, x, y,
+                                  **_kw(case, sb_context))
+    _report_and_check(case, result, x, record)
