@@ -132,3 +132,26 @@ def test_errors():
         impute(x, m, seed=1.5)
     with pytest.raises(ValueError, match="fallback must be"):
         impute(x, m, fallback=[1.0, 2.0, 3.0])
+
+
+def _solve_with(x, m, maxit, noise_std=0.0):
+    """impute() with the CG iteration cap set (maxit=0: every image takes the exact Cholesky path)."""
+    import kernels.imputation as imp
+
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h * w), x.dtype)
+    imp._impute_nb(x.reshape(n, c, h * w), m.reshape(n, h * w), h, w, imp._DR, imp._DC, imp._W, noise_std, 0,
+                   np.arange(n), np.zeros(c), out, imp._CG_TOL, maxit, 2)
+    return out.reshape(x.shape)
+
+
+@pytest.mark.parametrize("frac", [0.5, 0.97])
+def test_iterative_solver_matches_exact_fallback(frac):
+    x = RNG.random((3, 3, 12, 13))
+    m = RNG.random((3, 12, 13)) < frac
+    m[2] = True
+    m[2, 5, 6] = False  # one known pixel: badly conditioned
+    exact = _solve_with(x, m, maxit=0, noise_std=0.02)
+    np.testing.assert_allclose(_solve_with(x, m, maxit=300, noise_std=0.02), exact, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(_solve_with(x, m, maxit=3, noise_std=0.02), exact, rtol=0, atol=1e-10)  # falls back
+    np.testing.assert_allclose(impute(x, m, 0.02), exact, rtol=0, atol=1e-10)
