@@ -1,0 +1,134 @@
+"""Unit tests of the sanity checks: the randomization itself, the noise test and the calibration
+of the similarity measures."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from suite.metrics import randomization as R
+from suite.metrics import sanity as S
+from suite.models import build_model, layer_names
+
+
+def _params_of(layer: str, model) -> set[str]:
+    return {f"{layer}.{k}" for k in model.get_submodule(layer).state_dict()}
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    m = build_model("simplecnn", 5, (1, 16, 16), seed=3).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def test_cascade_changes_exactly_the_intended_layers(cnn):
+    layers = layer_names(cnn, "simplecnn")
+    before = copy.deepcopy(cnn.state_dict())
+    done: set[str] = set()
+    steps = list(R.cascade_order(layers, "top_down"))
+    assert [n for _, n in steps] == layers[::-1]
+    for (name, m), (_, expect) in zip(R.cascading_models(cnn, layers), steps):
+        assert name == expect
+        done |= _params_of(name, m)
+        changed = set(R.changed_parameters(cnn, m))
+        assert changed == done, (name, changed ^ done)
+        assert all(not p.requires_grad for p in m.parameters())
+    # the trained model is never modified
+    after = cnn.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_bottom_up_is_the_reverse_and_ends_at_the_same_model(cnn):
+    layers = layer_names(cnn, "simplecnn")
+    assert R.cascade_order(layers, "bottom_up") == R.cascade_order(layers, "top_down")[::-1]
+    last_td = copy.deepcopy(list(R.cascading_models(cnn, layers, order="top_down"))[-1][1])
+    seen = []
+    for name, m in R.cascading_models(cnn, layers, order="bottom_up"):
+        seen.append(name)
+    assert seen == layers
+    assert R.changed_parameters(last_td, m) == []   # per-layer seeds: same full randomization
+    with pytest.raises(ValueError, match="order"):
+        R.cascade_order(layers, "sideways")
+
+
+def test_independent_changes_one_layer_and_is_reproducible(cnn):
+    layers = layer_names(cnn, "simplecnn")
+    first = [copy.deepcopy(m) for _, m in R.independent_models(cnn, layers, seed=1)]
+    for (name, m), again in zip(R.independent_models(cnn, layers, seed=1), first):
+        assert set(R.changed_parameters(cnn, m)) == _params_of(name, m)
+        assert R.changed_parameters(m, again) == []
+    other = [m for _, m in R.independent_models(cnn, layers, seed=2)]
+    assert R.changed_parameters(first[0], other[0]) != []
+
+
+def test_reinit_leaves_global_rng_alone(cnn):
+    torch.manual_seed(0)
+    a = torch.rand(3)
+    torch.manual_seed(0)
+    R.reinit_layer(copy.deepcopy(cnn), "features.conv1", 5)
+    assert torch.equal(torch.rand(3), a)
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    from suite.artifacts import trained_model
+    from suite.data import load
+    from suite.data.base import Context
+    from suite.registry import load_builtins
+
+    load_builtins()
+    ctx = Context(scale="smoke", cache_dir=tmp_path_factory.mktemp("cache"))
+    ds = load("digits", ctx)
+    tm = trained_model(ctx, ds, "mlp", 0)
+    x, y, _ = ds.split("test")
+    return tm, x[:64], y[:64]
+
+
+def test_noise_small_keeps_and_large_destroys(digits_model):
+    tm, x, y = digits_model
+    before = copy.deepcopy(tm.model.state_dict())
+    r = S.model_noise(tm.model, "mlp", "gradient", x, y, levels=(0.001, 2.0))
+    assert r.steps == ("trained", "s=0.001", "s=2")
+    assert r.accuracy[0] > 0.8
+    assert r.agreement[1] >= 0.98 and abs(r.accuracy[1] - r.accuracy[0]) <= 0.02
+    assert r.similarity["spearman_abs"][1] > 0.99 and r.similarity["ssim"][1] > 0.99
+    assert r.agreement[2] < 0.5 and r.accuracy[2] < 0.5
+    assert r.similarity["spearman_abs"][2] < 0.5
+    assert all(torch.equal(before[k], v) for k, v in tm.model.state_dict().items())
+    add = R.noisy_model(tm.model, 0.001, mode="additive")
+    assert set(R.changed_parameters(tm.model, add)) == set(before)
+    with pytest.raises(ValueError, match="mode"):
+        R.noisy_model(tm.model, 0.1, mode="bogus")
+
+
+def test_similarity_calibration():
+    rng = np.random.default_rng(0)
+    a = S.normalize_maps(rng.normal(size=(8, 3, 32, 32)), "abs_sum")
+    assert a.shape == (8, 32, 32) and np.abs(a).max() == pytest.approx(1.0)
+    same = S.similarities(a, a.copy())
+    for k in S.SIMILARITIES:
+        np.testing.assert_allclose(same[k], 1.0, atol=1e-9, err_msg=k)
+    rnd = S.similarities(a, S.normalize_maps(rng.uniform(size=(8, 1, 32, 32)), "sum"))
+    for k in ("spearman_abs", "spearman", "ssim"):
+        assert abs(rnd[k].mean()) < 0.05, (k, rnd[k])
+    # a constant (all-zero) map has no ranking: counted as similarity 0, flagged
+    zero = S.similarities(a, np.zeros_like(a))
+    assert zero["n_constant"].all() and (zero["spearman_abs"] == 0).all()
+    assert S.hog_cell(16, 16) == 4 and S.hog_cell(32, 32) == 8 and S.hog_cell(28, 28) == 6
+
+
+def test_verdict_rule():
+    def res(test, ys):
+        return S.SanityResult(test, "m", tuple(f"s{i}" for i in range(len(ys))),
+                              {k: tuple(ys) for k in S.SIMILARITIES},
+                              {k: (0.0,) * len(ys) for k in S.SIMILARITIES}, (1.0,) * len(ys),
+                              (1.0,) * len(ys), 4, (0,) * len(ys), {}, np.zeros((len(ys), 1, 2, 2)))
+    assert S.sanity_verdict(res("cascade", [1.0, 0.8, 0.2])).passes
+    assert not S.sanity_verdict(res("cascade", [1.0, 0.2, 0.7])).passes
+    assert not S.sanity_verdict(res("cascade", [0.5, 0.4])).passes       # not below level - margin
+    v = S.sanity_verdict(res("independent", [1.0, 0.2, 0.9]))
+    assert v.score == pytest.approx(0.55) and v.passes and v.threshold == S.THRESHOLD_INDEPENDENT
+    with pytest.raises(AssertionError, match="sobel"):
+        S.check_calibration(S.SanityResult(**{**res("cascade", [1.0, 0.9]).__dict__, "method": "sobel"}))
