@@ -229,6 +229,8 @@ class SanityResult:
         out = [{"label": k, "x": x, "y": list(self.similarity[k]), "y_std": list(self.similarity_std[k]),
                 "x_label": f"{self.test} step (0 = trained; labels in details.steps)",
                 "y_label": "similarity to the trained model's maps"} for k in SIMILARITIES]
+        if all(math.isnan(a) for a in self.accuracy):
+            return out
         out.append({"label": "accuracy", "x": x, "y": list(self.accuracy), "y_std": None,
                     "x_label": f"{self.test} step", "y_label": "accuracy of the step's model"})
         return out
@@ -290,7 +292,7 @@ def _accuracy(model, x, labels, ref_pred, device, batch_size) -> tuple[float, fl
 def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torch.Tensor,
               labels: torch.Tensor, steps: Iterable[tuple[str, nn.Module]], *, seed: int,
               params: dict | None, device: str, batch_size: int, n_examples: int,
-              info: dict | None = None) -> SanityResult:
+              info: dict | None = None, accuracy: bool = True) -> SanityResult:
     from suite.methods import default_aggregation
     from suite.training import predict
 
@@ -308,7 +310,8 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
     rng = np.random.default_rng(seed)
     floor = similarities(ref, rng.uniform(-1.0, 1.0, ref.shape))
     names, sims, accs, agrees, examples = ["trained"], [similarities(ref, trained)], [], [], [trained]
-    acc0 = _accuracy(model, x, labels, target, device, batch_size)
+    nan2 = (float("nan"), float("nan"))
+    acc0 = _accuracy(model, x, labels, target, device, batch_size) if accuracy else nan2
     accs.append(acc0[0])
     agrees.append(acc0[1])
     ne = min(n_examples, len(x))
@@ -316,7 +319,7 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
         maps = normalize_maps(_maps(m, model_name, method, x, target, **kw), how)
         names.append(name)
         sims.append(similarities(ref, maps))
-        acc, agree = _accuracy(m, x, labels, target, device, batch_size)
+        acc, agree = _accuracy(m, x, labels, target, device, batch_size) if accuracy else nan2
         accs.append(acc)
         agrees.append(agree)
         examples.append(maps[:ne])
@@ -340,25 +343,30 @@ def cascading_randomization(model: nn.Module, model_name: str, method: str, x: t
                             labels: torch.Tensor, *, order: str = "top_down",
                             layers: Sequence[str] | None = None, seed: int = 0,
                             params: dict | None = None, device: str = "cpu", batch_size: int = 128,
-                            n_examples: int = 2) -> SanityResult:
-    """Cascading randomization: steps "trained", then each layer (cumulatively re-initialised)."""
+                            n_examples: int = 2, accuracy: bool = False) -> SanityResult:
+    """Cascading randomization: steps "trained", then each layer (cumulatively re-initialised).
+
+    ``accuracy=True`` also tracks each step's accuracy (one more forward pass per step; NaN when
+    off)."""
     layers = _layers(model, model_name, layers)
     steps = cascading_models(model, layers, order=order, seed=seed)
     return _evaluate("cascade", model, model_name, method, x, labels, steps, seed=seed,
                      params=params, device=device, batch_size=batch_size, n_examples=n_examples,
-                     info={"order": order, "layers": layers})
+                     info={"order": order, "layers": layers}, accuracy=accuracy)
 
 
 def independent_randomization(model: nn.Module, model_name: str, method: str, x: torch.Tensor,
                               labels: torch.Tensor, *, layers: Sequence[str] | None = None,
                               seed: int = 0, params: dict | None = None, device: str = "cpu",
-                              batch_size: int = 128, n_examples: int = 2) -> SanityResult:
-    """Independent randomization: steps "trained", then each layer alone re-initialised."""
+                              batch_size: int = 128, n_examples: int = 2,
+                              accuracy: bool = False) -> SanityResult:
+    """Independent randomization: steps "trained", then each layer alone re-initialised
+    (``accuracy`` as in :func:`cascading_randomization`)."""
     layers = _layers(model, model_name, layers)
     steps = independent_models(model, layers, seed=seed)
     return _evaluate("independent", model, model_name, method, x, labels, steps, seed=seed,
                      params=params, device=device, batch_size=batch_size, n_examples=n_examples,
-                     info={"layers": layers})
+                     info={"layers": layers}, accuracy=accuracy)
 
 
 def model_noise(model: nn.Module, model_name: str, method: str, x: torch.Tensor,
@@ -445,7 +453,8 @@ def plot_curves(result: SanityResult, verdict: SanityVerdict | None = None):
     for k in SIMILARITIES:
         ax.errorbar(x, result.similarity[k], yerr=result.similarity_std[k], label=k, marker="o",
                     ms=3, capsize=2, lw=1)
-    ax.plot(x, result.accuracy, "k:", label="accuracy", lw=1)
+    if not all(math.isnan(a) for a in result.accuracy):
+        ax.plot(x, result.accuracy, "k:", label="accuracy", lw=1)
     if verdict is not None:
         ax.axhline(verdict.threshold, color="grey", ls="--", lw=0.8, label="threshold")
     ax.set_xticks(x)
@@ -460,7 +469,8 @@ def plot_curves(result: SanityResult, verdict: SanityVerdict | None = None):
 def details(result: SanityResult, verdict: SanityVerdict | None) -> dict[str, Any]:
     """JSON-safe details for the report."""
     out = {"steps": list(result.steps), "similarity": {k: list(v) for k, v in result.similarity.items()},
-           "accuracy": list(result.accuracy), "agreement": list(result.agreement),
+           "accuracy": [None if math.isnan(a) else a for a in result.accuracy],
+           "agreement": [None if math.isnan(a) else a for a in result.agreement],
            "n_images": result.n_images, "n_constant_maps": list(result.n_constant),
            "random_floor": result.random_floor, "params": result.params,
            "thresholds": {"threshold": THRESHOLD, "threshold_independent": THRESHOLD_INDEPENDENT,
