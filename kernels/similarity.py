@@ -6,6 +6,8 @@ Contract:
   ``(N, ...)``, flattened per item), optionally of the absolute values first.  Ties get averaged
   ranks (``scipy.stats.rankdata(method="average")``), then Pearson of the ranks, as
   ``scipy.stats.spearmanr``.  A **constant map gives NaN** (like scipy, without the warning).
+  Ranks by an LSD radix sort over only the key bits that differ; the correlation in one pass of
+  exact integer sums of doubled ranks (agrees with scipy to ~1e-16); parallel over pairs.
 * :func:`ssim`: mean SSIM of each pair of ``(N, H, W)`` maps, exactly
   ``skimage.metrics.structural_similarity(a, b, data_range=..., gaussian_weights=False,
   win_size=7, K1=0.01, K2=0.03, use_sample_covariance=True)`` (uniform window, means over the
@@ -90,26 +92,6 @@ def _radix_argsort(keys, idx, tmp):
 
 
 @numba.njit(cache=True)
-def _average_ranks(v, out):
-    # 1-based ranks of v into out, ties averaged (scipy.stats.rankdata(method="average")).
-    p = v.shape[0]
-    keys = np.empty(p, dtype=np.uint64)
-    idx = np.empty(p, dtype=np.int64)
-    tmp = np.empty(p, dtype=np.int64)
-    _sort_keys(v, False, keys)
-    _radix_argsort(keys, idx, tmp)
-    i = 0
-    while i < p:
-        j = i + 1
-        while j < p and keys[idx[j]] == keys[idx[i]]:
-            j += 1
-        r = 0.5 * (i + j - 1) + 1.0
-        for k in range(i, j):
-            out[idx[k]] = r
-        i = j
-
-
-@numba.njit(cache=True)
 def _pearson(x, y):
     p = x.shape[0]
     mx = 0.0
@@ -134,21 +116,101 @@ def _pearson(x, y):
     return max(-1.0, min(1.0, r))
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
+    # r2[j] = 2 * (1-based average rank of v[j]) = i + k + 1 for a tie group at sorted positions
+    # i..k-1, an exact integer.  Returns False if v is constant.  The sort is an LSD radix sort of
+    # order-preserving uint64 keys with 8-bit digits over only the bit range in which the keys
+    # differ (float32 data in float64: 5 passes, not 8), all digit histograms in one read.
+    # fb: (p,) float64 scratch (holds the keys), cnt: (8, 256) int64, idx/tmp: (p,) int64.
+    p = v.shape[0]
+    for j in range(p):
+        fb[j] = (abs(v[j]) if absolute else v[j]) + 0.0  # -0.0 + 0.0 == +0.0
+    keys = fb.view(np.uint64)
+    top = np.uint64(1) << np.uint64(63)
+    orv = np.uint64(0)
+    andv = ~np.uint64(0)
+    for j in range(p):
+        b = keys[j]
+        k = ~b if (b & top) else (b | top)
+        keys[j] = k
+        orv |= k
+        andv &= k
+    diff = orv ^ andv
+    if diff == 0:
+        return False
+    lo = 0
+    while not (diff >> np.uint64(lo)) & np.uint64(1):
+        lo += 1
+    hi = 64
+    while not (diff >> np.uint64(hi - 1)) & np.uint64(1):
+        hi -= 1
+    npass = (hi - lo + 7) // 8
+    cnt[:npass] = 0
+    ulo = np.uint64(lo)
+    for j in range(p):
+        k = keys[j] >> ulo
+        for s in range(npass):
+            cnt[s, np.int64(k & np.uint64(255))] += 1
+            k >>= np.uint64(8)
+    for s in range(npass):
+        total = 0
+        for d in range(256):
+            c = cnt[s, d]
+            cnt[s, d] = total
+            total += c
+    src = idx
+    dst = tmp
+    for j in range(p):
+        src[j] = j
+    for s in range(npass):
+        sh = np.uint64(lo + 8 * s)
+        for j in range(p):
+            e = src[j]
+            d = np.int64((keys[e] >> sh) & np.uint64(255))
+            dst[cnt[s, d]] = e
+            cnt[s, d] += 1
+        src, dst = dst, src
+    i = 0
+    while i < p:
+        k = i + 1
+        ki = keys[src[i]]
+        while k < p and keys[src[k]] == ki:
+            k += 1
+        for t in range(i, k):
+            r2[src[t]] = i + k + 1
+        i = k
+    return True
+
+
 @numba.njit(cache=True, parallel=True)
-def _spearman_nb(a, b, absolute):
+def _spearman_nb(a, b, absolute, nchunks):
+    # Pearson of the (doubled) ranks in one pass with exact integer sums: the mean doubled rank is
+    # p + 1 whatever the ties, so sxy = sum r2a r2b - p (p + 1)^2 (exact in int64 for p < 2**20).
     n, p = a.shape
     out = np.empty(n, dtype=np.float64)
-    for i in numba.prange(n):
-        va = np.empty(p, dtype=np.float64)
-        vb = np.empty(p, dtype=np.float64)
-        for j in range(p):
-            va[j] = abs(a[i, j]) if absolute else a[i, j]
-            vb[j] = abs(b[i, j]) if absolute else b[i, j]
-        ra = np.empty(p, dtype=np.float64)
-        rb = np.empty(p, dtype=np.float64)
-        _average_ranks(va, ra)
-        _average_ranks(vb, rb)
-        out[i] = _pearson(ra, rb)
+    m2 = p * (p + 1) * (p + 1)
+    for c in numba.prange(nchunks):
+        fb = np.empty(p, dtype=np.float64)
+        cnt = np.empty((8, 256), dtype=np.int64)
+        idx = np.empty(p, dtype=np.int64)
+        tmp = np.empty(p, dtype=np.int64)
+        ra = np.empty(p, dtype=np.int64)
+        rb = np.empty(p, dtype=np.int64)
+        for i in range(c * n // nchunks, (c + 1) * n // nchunks):
+            if not _twice_ranks(a[i], absolute, fb, cnt, idx, tmp, ra) or \
+                    not _twice_ranks(b[i], absolute, fb, cnt, idx, tmp, rb):
+                out[i] = np.nan  # a constant map
+                continue
+            sab = 0
+            saa = 0
+            sbb = 0
+            for j in range(p):
+                sab += ra[j] * rb[j]
+                saa += ra[j] * ra[j]
+                sbb += rb[j] * rb[j]
+            r = (sab - m2) / math.sqrt(float(saa - m2) * float(sbb - m2))
+            out[i] = max(-1.0, min(1.0, r))
     return out
 
 
@@ -186,7 +248,7 @@ def spearman(a, b, absolute: bool = False) -> np.ndarray:
     x, y = _pair(a, b)
     x = np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=np.float64)
     y = np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64)
-    return _spearman_nb(x, y, bool(absolute))
+    return _spearman_nb(x, y, bool(absolute), max(1, min(x.shape[0], 4 * numba.get_num_threads())))
 
 
 # ----------------------------------------------------------------------------- SSIM

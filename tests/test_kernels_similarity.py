@@ -53,6 +53,31 @@ def test_spearman_ties_constant_and_errors():
         spearman(np.array([[1.0, np.nan]]), np.array([[1.0, 2.0]]))
 
 
+def test_spearman_hostile_inputs_match_scipy():
+    """One pass of exact integer sums over doubled ranks: ties, signed zeros, infinities, huge and
+    tiny magnitudes, float32 data (fewer radix passes), a pair of two-valued maps."""
+    a = RNG.normal(size=(7, 9, 9))
+    b = a + RNG.normal(size=a.shape)
+    a[0] = 0.0
+    a[0, 3, 3] = 1.0  # all tied but one
+    a[1, :4] = -0.0  # -0.0 ties with 0.0
+    a[1, 4:6] = 0.0
+    b[2, 0, :3] = [np.inf, -np.inf, np.inf]
+    a[3] = np.exp(30 * a[3])
+    b[3] = 1e-300 * b[3]
+    a[4] = a[4].astype(np.float32)
+    b[4] = b[4].astype(np.float32)
+    a[5] = a[5] > 0
+    b[5] = b[5] > 0.5
+    b[6] = -a[6]
+    for absolute in (False, True):
+        f = np.abs if absolute else (lambda v: v)
+        want = [scipy.stats.spearmanr(f(a[i]).ravel(), f(b[i]).ravel()).statistic for i in range(len(a))]
+        np.testing.assert_allclose(spearman(a, b, absolute=absolute), want, rtol=0, atol=1e-12)
+    got32 = spearman(a[4:5].astype(np.float32), b[4:5].astype(np.float32))
+    np.testing.assert_allclose(got32, spearman(a[4:5], b[4:5]), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("win_size, sample_cov", [(7, True), (7, False), (5, True), (3, False)])
 def test_ssim_matches_skimage(win_size, sample_cov):
     a, b = _pairs()
