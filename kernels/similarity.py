@@ -121,7 +121,9 @@ def _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
     # r2[j] = 2 * (1-based average rank of v[j]) = i + k + 1 for a tie group at sorted positions
     # i..k-1, an exact integer.  Returns False if v is constant.  The sort is an LSD radix sort of
     # order-preserving uint64 keys with 8-bit digits over only the bit range in which the keys
-    # differ (float32 data in float64: 5 passes, not 8), all digit histograms in one read.
+    # differ (float32 data in float64: 5 passes, not 8), all digit histograms in one read.  When
+    # those bits and the index fit in 64 bits, the words (key bits << index bits | index) are sorted
+    # directly (no indirect key load per pass).
     # fb: (p,) float64 scratch (holds the keys), cnt: (8, 256) int64, idx/tmp: (p,) int64.
     p = v.shape[0]
     for j in range(p):
@@ -148,6 +150,48 @@ def _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
     npass = (hi - lo + 7) // 8
     cnt[:npass] = 0
     ulo = np.uint64(lo)
+    nb = 1
+    while (1 << nb) < p:
+        nb += 1
+    if hi - lo + nb <= 64:
+        # packed path: sort words (key bits lo..hi-1 above the index), no indirection per pass
+        words = idx.view(np.uint64)
+        wtmp = tmp.view(np.uint64)
+        unb = np.uint64(nb)
+        for j in range(p):
+            wv = ((keys[j] >> ulo) << unb) | np.uint64(j)
+            words[j] = wv
+            k = wv >> unb
+            for s in range(npass):
+                cnt[s, np.int64(k & np.uint64(255))] += 1
+                k >>= np.uint64(8)
+        for s in range(npass):
+            total = 0
+            for d in range(256):
+                c = cnt[s, d]
+                cnt[s, d] = total
+                total += c
+        wsrc = words
+        wdst = wtmp
+        for s in range(npass):
+            sh = np.uint64(nb + 8 * s)
+            for j in range(p):
+                wv = wsrc[j]
+                d = np.int64((wv >> sh) & np.uint64(255))
+                wdst[cnt[s, d]] = wv
+                cnt[s, d] += 1
+            wsrc, wdst = wdst, wsrc
+        imask = (np.uint64(1) << unb) - np.uint64(1)
+        i = 0
+        while i < p:
+            k = i + 1
+            ki = wsrc[i] >> unb
+            while k < p and (wsrc[k] >> unb) == ki:
+                k += 1
+            for t in range(i, k):
+                r2[np.int64(wsrc[t] & imask)] = i + k + 1
+            i = k
+        return True
     for j in range(p):
         k = keys[j] >> ulo
         for s in range(npass):
