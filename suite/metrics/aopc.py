@@ -1,0 +1,102 @@
+"""Region perturbation and AOPC (Samek, Binder, Montavon, Lapuschkin, Mueller 2017, IEEE TNNLS,
+arXiv 1509.06321).
+
+Non-overlapping r x r regions are ordered by their summed (channel-pooled) relevance; step k
+replaces the k-th region by uniform noise in [0, 1] (``fill="uniform"``, the paper's; "constant"
+and "blur" are options); L steps. ``f`` is the score of the originally predicted class:
+``score="logit"`` (default; the paper's classifier output) or ``"prob"`` (softmax).
+
+    AOPC = 1/(L+1) * < sum_{k=0..L} f(x^(0)) - f(x^(k)) >       (MoRF order; higher is better)
+    ABPC = 1/(L+1) * < sum_{k=0..L} f_LeRF(x^(k)) - f_MoRF(x^(k)) > = AOPC_MoRF - AOPC_LeRF
+
+The case score is the MoRF AOPC, compared with the ``random`` method's map (a seeded random
+order). ABPC of the method and of random are in the case details.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from suite.metrics import perturbation as pt
+from suite.registry import MetricSpec, register_metric
+
+SMOKE_METHODS = ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "lrp_e0p01", "gradcam")
+SAMEK_METHODS = ("sens_l2", "sens_linf", "deconv_l2", "deconv_linf", "lrp_e0p01", "lrp_e100")
+
+METRIC = register_metric(MetricSpec(
+    "aopc", description="region perturbation (Samek et al. 2017): AOPC of the MoRF curve (higher "
+    "is better), ABPC between LeRF and MoRF in the details; relative to a random order",
+    higher_is_better=True,
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
+    methods={"smoke": SMOKE_METHODS,
+             "small": ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "gradcam",
+                       "smoothgrad") + SAMEK_METHODS}))
+
+#: per scale: images, steps L, score, fill (r is region_size(image side))
+PARAMS = {"smoke": {"n_images": 64, "n_steps": 16, "score": "logit", "fill": "uniform"},
+          "small": {"n_images": 128, "n_steps": 32, "score": "logit", "fill": "uniform"},
+          "paper": {"n_images": 512, "n_steps": 100, "score": "logit", "fill": "uniform"}}
+
+
+@dataclass(frozen=True)
+class RegionPerturbation:
+    """MoRF and LeRF curves (N, L+1) and the per-image AOPC / ABPC."""
+
+    morf: np.ndarray
+    lerf: np.ndarray
+
+    @property
+    def aopc_morf(self) -> np.ndarray:
+        return pt.aopc(self.morf)
+
+    @property
+    def aopc_lerf(self) -> np.ndarray:
+        return pt.aopc(self.lerf)
+
+    @property
+    def abpc(self) -> np.ndarray:
+        return pt.abpc(self.morf, self.lerf)
+
+
+def region_perturbation(model: nn.Module, images: np.ndarray, attributions: np.ndarray, target: torch.Tensor, *,
+                        r: int, n_steps: int, fill: np.ndarray | float, score: str = "logit",
+                        device: str = "cpu", batch_size: int = 256, lerf: bool = True) -> RegionPerturbation:
+    """MoRF (and LeRF unless ``lerf=False``) curves of ``L = n_steps`` region perturbations.
+
+    ``fill``: the replacement values, e.g. ``pt.make_fill("uniform", images, seed=...)``.
+    """
+    kw = dict(r=r, fill=fill, n_steps=n_steps, score=score, device=device, batch_size=batch_size)
+    morf = pt.score_curves(model, images, attributions, target, order="morf", **kw)
+    lc = pt.score_curves(model, images, attributions, target, order="lerf", **kw) if lerf else np.full_like(morf, np.nan)
+    return RegionPerturbation(morf, lc)
+
+
+def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
+    p = {**PARAMS[ctx.scale], **overrides}
+    side = min(dataset.in_shape[1:])
+    r = p.get("r") or pt.region_size(side)
+    n_regions = (-(-dataset.in_shape[1] // r)) * (-(-dataset.in_shape[2] // r))
+    L = min(p["n_steps"], n_regions)
+    p = {**p, "r": r, "n_steps": L}
+
+    def run_seed(x, target, *, seed, masks, method):
+        imgs = x.numpy()
+        a = pt.method_map(ctx, trained, case, x, masks, seed, method)
+        fill = pt.make_fill(p["fill"], imgs, seed=seed, value=p.get("value", 0.0), sigma=p.get("sigma", 1.0))
+        rp = region_perturbation(trained.model, imgs, a, target, r=r, n_steps=L, fill=fill,
+                                 score=p["score"], device=ctx.device)
+        shots = pt.snapshots(imgs, a, r=r, fill=fill, order="morf", mode="deletion",
+                             regions_per_step=1, n_steps=L) if seed == ctx.seeds[0] else None
+        return pt.SeedResult(float(rp.aopc_morf.mean()), {"morf": rp.morf, "lerf": rp.lerf},
+                             {"aopc_morf": float(rp.aopc_morf.mean()), "aopc_lerf": float(rp.aopc_lerf.mean()),
+                              "abpc": float(rp.abpc.mean())}, shots)
+
+    return pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=True,
+                       curve_specs=(("morf", "MoRF"), ("lerf", "LeRF")), x_axis=np.arange(L + 1),
+                       x_label="perturbation step k", y_label=f"class {p['score']}",
+                       n_images=p["n_images"], params=p,
+                       figure_title=f"region perturbation (MoRF, {r}x{r} regions, {p['fill']} fill)")
