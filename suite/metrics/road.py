@@ -1,0 +1,342 @@
+"""ROAD: Remove And Debias (Rong, Leemann, Borisov, Kasneci, Kasneci, ICML 2022, arXiv 2202.00449).
+
+Protocol (PROTOCOLS.md): rank the pixels of each test image by its attribution (channels summed),
+remove a fraction t of them, most relevant first (MoRF) or least relevant first (LeRF), impute
+the removed pixels with noisy linear imputation (``kernels.imputation.impute``: each removed
+pixel the weighted mean of its 8 neighbours, then Gaussian noise of std 0.01), and measure the
+accuracy (and the mean probability of the true class) of the UNCHANGED model. MoRF: lower is
+better; LeRF: higher is better.
+
+Choices, each a named parameter:
+
+- ``aggregation=None`` (default): pixels are ranked after the method's own default channel
+  aggregation (``suite.methods.default_aggregation``, the same ranking ROAR uses at pixel
+  granularity, e.g. |gradient| for ``gradient``). DEVIATION from the paper, which sums the
+  attributions over channels: pass ``aggregation="sum"`` for that. Reason: for a one-channel map
+  a signed sum ranks by sign, which is not what the ``gradient``/``guidedbp`` maps mean (their
+  registered aggregation is abs_sum), and ROAR/ROAD then rank identically, so their verdicts
+  compare the same ranking.
+- Ranking: descending value, ties by ascending flat pixel index (``kernels.rank_order``); LeRF
+  removes the last ``floor(t * P)`` pixels of that same order.
+- ``imputation="linear"`` (the paper) or ``"fixed"``: removed pixels take ``fill`` (default the
+  per-channel training mean, as in ROAR): the variant whose mask shape leaks the class, to show
+  the difference.
+- Noise: the imputation noise of seed s at fraction index i is the counter-based stream
+  ``(s * 1009 + i, image index)``; with several seeds the curves are averaged over noise draws.
+- ``retrain=True`` (``evaluate`` only, not used by the default cases): retrain the model on the
+  imputed training set at each fraction (cached like ROAR's retrainings) and report that model's
+  accuracy on the imputed test set: the ROAD paper's check that imputation removes the need to
+  retrain.
+
+The case score is the MoRF curve's mean accuracy over the fractions (lower is better), compared
+with the random ranking's by the shared rule (``suite.metrics.verdict``). The LeRF curve is
+recorded next to it (curves, ``lerf_mean_acc`` and a ``lerf_verdict`` in the details) but does
+not decide the case: for signed maps (integrated gradients, input x gradient, LRP) the lowest
+values are the most NEGATIVELY relevant pixels, not the least relevant, so LeRF removes evidence
+first and a LeRF-based score would punish the sign convention rather than the ranking quality.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from kernels import impute, mask_from_order, rank_order
+from suite.registry import MetricSpec, register_metric
+
+log = logging.getLogger("saliencybench")
+
+ORDERS = ("morf", "lerf")
+IMPUTATIONS = ("linear", "fixed")
+NOISE_STD = 0.01
+_NINE = tuple(round(0.1 * i, 1) for i in range(1, 10))
+#: fractions per scale: the paper's 0.1..0.9 (five at smoke scale)
+FRACTIONS = {"smoke": (0.1, 0.3, 0.5, 0.7, 0.9), "small": _NINE, "paper": _NINE}
+#: the oracle must beat random by at least this much accuracy on ROAD-MoRF (benchmark check)
+ORACLE_MIN_ADVANTAGE = 0.1
+
+_SMOKE_METHODS = ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "sgsquared",
+                  "vargrad", "gradcam")
+
+ROAD = register_metric(MetricSpec(
+    "road", description="Remove And Debias: accuracy of the unchanged model on test images whose "
+    "most relevant pixels were imputed from their neighbours (MoRF), mean over the fractions "
+    "(lower is better); the LeRF curve is recorded alongside",
+    higher_is_better=False,
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes"), "paper": None},
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
+    methods={"smoke": _SMOKE_METHODS, "small": None, "paper": None}))
+
+
+@dataclass(frozen=True)
+class RoadResult:
+    """``accuracy[s][i]`` / ``probability[s][i]``: seed ``seeds[s]``, fraction ``fractions[i]``."""
+
+    method: str
+    order: str                               # "morf" or "lerf"
+    imputation: str                          # "linear" or "fixed"
+    noise_std: float
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    accuracy: tuple[tuple[float, ...], ...]
+    probability: tuple[tuple[float, ...], ...]
+    base_accuracy: float                     # the model on the unmodified images (t = 0)
+    retrained: bool = False
+    seconds: float = 0.0
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.order == "lerf"
+
+    def curve_mean(self, what: str = "accuracy") -> np.ndarray:
+        return np.asarray(getattr(self, what), dtype=np.float64).mean(axis=0)
+
+    def curve_std(self, what: str = "accuracy") -> np.ndarray:
+        a = np.asarray(getattr(self, what), dtype=np.float64)
+        return a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
+
+    def seed_scores(self) -> list[float]:
+        """Per seed, the mean accuracy over the fractions."""
+        return [float(np.mean(row)) for row in self.accuracy]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.seed_scores()))
+
+    def curve(self, label: str | None = None, what: str = "accuracy") -> dict[str, Any]:
+        base = self.base_accuracy if what == "accuracy" else None
+        x = list(self.fractions)
+        y = self.curve_mean(what).tolist()
+        s = self.curve_std(what).tolist()
+        if base is not None:
+            x, y, s = [0.0, *x], [base, *y], [0.0, *s]
+        return {"label": label or f"{self.method} {self.order.upper()}", "x": x, "y": y,
+                "y_std": s, "x_label": "fraction of pixels removed",
+                "y_label": "test accuracy" if what == "accuracy" else "mean true-class probability"}
+
+
+# -- pure pieces ------------------------------------------------------------------------------
+
+def pixel_values(attr: np.ndarray, method: str | None = None,
+                 aggregation: str | None = "sum") -> np.ndarray:
+    """(N, H, W) ranking values: ``attr`` pooled over channels (``None``: the method's default)."""
+    from suite.methods import aggregate, default_aggregation
+
+    a = np.asarray(attr)
+    if a.ndim == 3:
+        return np.ascontiguousarray(a)
+    if a.ndim != 4:
+        raise ValueError(f"attributions must be (N, C, H, W) or (N, H, W), got {a.shape}")
+    how = aggregation or default_aggregation(method)
+    return np.ascontiguousarray(aggregate(a, how)[:, 0])
+
+
+def removal_orders(values: np.ndarray) -> dict[str, np.ndarray]:
+    """{"morf": most relevant first, "lerf": least relevant first}, each (N, H*W) int64."""
+    o = rank_order(values, "pixel")
+    return {"morf": o, "lerf": np.ascontiguousarray(o[:, ::-1])}
+
+
+def removed_at(order: np.ndarray, t: float, shape: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) bool: the first ``floor(t * H*W)`` pixels of ``order`` are removed."""
+    return mask_from_order(order, t, "remove").reshape(order.shape[0], *shape)
+
+
+def fill_removed(x: np.ndarray, removed: np.ndarray, *, imputation: str, noise_std: float,
+                 seed: int, fill=None, ids: np.ndarray | None = None) -> np.ndarray:
+    """``x`` (N, C, H, W) with the ``removed`` (N, H, W) pixels imputed (linear) or set to ``fill``."""
+    if imputation == "linear":
+        return impute(x, removed, noise_std, seed, fallback=0.0 if fill is None else fill, ids=ids)
+    if imputation == "fixed":
+        f = np.zeros(x.shape[1]) if fill is None else np.broadcast_to(np.asarray(fill, np.float64),
+                                                                       (x.shape[1],))
+        return np.where(removed[:, None], f.astype(x.dtype)[None, :, None, None], x)
+    raise ValueError(f"imputation={imputation!r}; allowed: {IMPUTATIONS}")
+
+
+@torch.no_grad()
+def _scores(model: nn.Module, x: np.ndarray, y: torch.Tensor, device, batch_size: int):
+    correct, prob = 0, 0.0
+    for i in range(0, len(x), batch_size):
+        xb = torch.from_numpy(x[i:i + batch_size]).to(device)
+        yb = y[i:i + batch_size].to(device)
+        out = model(xb)
+        correct += int((out.argmax(1) == yb).sum())
+        prob += float(torch.softmax(out, 1).gather(1, yb[:, None]).sum())
+    return correct / len(x), prob / len(x)
+
+
+def road_curve(model: nn.Module, x, y, values: np.ndarray, *, order: str = "morf",
+               fractions: Sequence[float] = _NINE, imputation: str = "linear",
+               noise_std: float = NOISE_STD, seeds: Sequence[int] = (0,), fill=None,
+               method: str = "", device: str | torch.device = "cpu",
+               batch_size: int = 1024) -> RoadResult:
+    """ROAD curve of the unchanged ``model`` on ``x`` (N, C, H, W), ``y`` (N,) over ``fractions``.
+
+    ``values``: (N, H, W) pixel relevance (``pixel_values``). Per fraction: one mask kernel call,
+    one parallel imputation of all N images, one batched forward pass.
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order={order!r}; allowed: {ORDERS}")
+    if imputation not in IMPUTATIONS:
+        raise ValueError(f"imputation={imputation!r}; allowed: {IMPUTATIONS}")
+    t0 = time.perf_counter()
+    xn = np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x)
+    yt = torch.as_tensor(y)
+    n, c, h, w = xn.shape
+    if values.shape != (n, h, w):
+        raise ValueError(f"values must be (N, H, W) = {(n, h, w)}, got {values.shape}")
+    ordr = removal_orders(values)[order]
+    ids = np.arange(n, dtype=np.int64)
+    was_training = model.training
+    model.eval()
+    try:
+        base, _ = _scores(model, xn, yt, device, batch_size)
+        acc = np.zeros((len(seeds), len(fractions)))
+        prob = np.zeros_like(acc)
+        for i, t in enumerate(fractions):
+            removed = removed_at(ordr, t, (h, w))
+            for j, s in enumerate(seeds):
+                xi = fill_removed(xn, removed, imputation=imputation, noise_std=noise_std,
+                                  seed=int(s) * 1009 + i, fill=fill, ids=ids)
+                acc[j, i], prob[j, i] = _scores(model, xi, yt, device, batch_size)
+    finally:
+        model.train(was_training)
+    return RoadResult(method, order, imputation, float(noise_std), tuple(float(t) for t in fractions),
+                      tuple(int(s) for s in seeds), tuple(map(tuple, acc.tolist())),
+                      tuple(map(tuple, prob.tolist())), base, False, time.perf_counter() - t0)
+
+
+# -- with the run's context -------------------------------------------------------------------
+
+def evaluate(ctx, ds, trained, method: str, *, order: str = "morf",
+             fractions: Sequence[float] | None = None, imputation: str = "linear",
+             noise_std: float = NOISE_STD, aggregation: str | None = None,
+             seeds: Sequence[int] | None = None, retrain: bool = False, train_spec=None,
+             maps: dict[str, np.ndarray] | None = None) -> RoadResult:
+    """ROAD of ``method`` for ``trained`` on the test set of ``ds`` (maps cached, see ``roar``).
+
+    ``retrain=True``: at each fraction retrain the architecture on the imputed training set
+    (first seed's noise; one retraining per seed, cached as kind ``road``; recipe
+    ``roar.retrain_spec`` unless ``train_spec``) and report its accuracy on the imputed test set.
+    """
+    from suite.metrics.roar import attributions
+
+    fractions = tuple(float(t) for t in (fractions or FRACTIONS[ctx.scale]))
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else ctx.seeds))
+    splits = ("train", "test") if retrain else ("test",)
+    maps = maps or {s: attributions(ctx, ds, trained, method, s) for s in splits}
+    fill = ds.channel_mean.numpy().astype(np.float64)
+    v_test = pixel_values(maps["test"], method, aggregation)
+    if not retrain:
+        return road_curve(trained.model, ds.x_test, ds.y_test, v_test, order=order,
+                          fractions=fractions, imputation=imputation, noise_std=noise_std,
+                          seeds=seeds, fill=fill, method=method, device=ctx.device)
+    return _retrained(ctx, ds, trained, method, pixel_values(maps["train"], method, aggregation),
+                      v_test, order=order, fractions=fractions, imputation=imputation,
+                      noise_std=noise_std, seeds=seeds, fill=fill, train_spec=train_spec,
+                      aggregation=aggregation)
+
+
+def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, imputation,
+               noise_std, seeds, fill, train_spec, aggregation) -> RoadResult:
+    from suite.artifacts import fit_cached
+    from suite.methods import fingerprint
+    from suite.metrics.roar import retrain_spec
+
+    t0 = time.perf_counter()
+    train_spec = train_spec or retrain_spec(ds.name, trained.model_name, ctx.scale)
+    o_tr, o_te = removal_orders(v_train)[order], removal_orders(v_test)[order]
+    h, w = ds.in_shape[1:]
+    n_tr, n_te = len(ds.x_train), len(ds.x_test)
+    acc = np.zeros((len(seeds), len(fractions)))
+    base = {"base_model": trained.key, "dataset": ds.fingerprint, "method": method,
+            "order": order, "imputation": imputation, "noise_std": noise_std,
+            "aggregation": aggregation, "values_train": fingerprint(v_train),
+            "values_test": fingerprint(v_test)}
+    for i, t in enumerate(fractions):
+        kw = dict(imputation=imputation, noise_std=noise_std, seed=seeds[0] * 1009 + i, fill=fill)
+        x_tr = fill_removed(ds.x_train.numpy(), removed_at(o_tr, t, (h, w)),
+                            ids=np.arange(n_tr, dtype=np.int64), **kw)
+        x_te = fill_removed(ds.x_test.numpy(), removed_at(o_te, t, (h, w)),
+                            ids=np.arange(n_tr, n_tr + n_te, dtype=np.int64), **kw)
+        for j, s in enumerate(seeds):
+            _, info, _, _ = fit_cached(
+                ctx, name=f"{ds.name}-{trained.model_name}-{method}-{order}-{imputation}-t{t:g}-s{s}",
+                spec={**base, "fraction": t}, model_name=trained.model_name, in_shape=ds.in_shape,
+                num_classes=ds.num_classes, x_train=torch.from_numpy(x_tr), y_train=ds.y_train,
+                x_test=torch.from_numpy(x_te), y_test=ds.y_test, train_spec=train_spec, seed=s,
+                kind="road")
+            acc[j, i] = float(info["test_acc"])
+    nan = tuple(tuple(float("nan") for _ in fractions) for _ in seeds)
+    return RoadResult(method, order, imputation, float(noise_std), fractions, seeds,
+                      tuple(map(tuple, acc.tolist())), nan, float(trained.test_acc), True,
+                      time.perf_counter() - t0)
+
+
+# -- the case ---------------------------------------------------------------------------------
+
+def run_case(case, ds, trained, ctx, record) -> tuple[RoadResult, RoadResult]:
+    """What ``cases/test_road.py`` does: MoRF and LeRF of the method and of random; score = mean
+    MoRF accuracy, verdict against random's with the shared rule (the LeRF verdict is recorded,
+    not asserted); the oracle must beat random on MoRF by ``ORACLE_MIN_ADVANTAGE``; the random
+    case checks that its MoRF and LeRF curves coincide within 0.1."""
+    from suite.metrics.roar import attributions, figure_rows
+    from suite.metrics.verdict import check_beats_random, compare_to_random, record_verdict
+
+    res = {o: evaluate(ctx, ds, trained, case.method, order=o) for o in ORDERS}
+    rnd = res if case.method == "random" else {o: evaluate(ctx, ds, trained, "random", order=o)
+                                               for o in ORDERS}
+    curves = [res[o].curve(f"{case.method} {o.upper()}") for o in ORDERS]
+    if rnd is not res:
+        curves += [rnd[o].curve(f"random {o.upper()}") for o in ORDERS]
+    from suite.methods import default_aggregation
+
+    details = {"fractions": list(res["morf"].fractions), "seeds": list(res["morf"].seeds),
+               "imputation": "noisy linear", "noise_std": NOISE_STD,
+               "aggregation": default_aggregation(case.method),
+               "morf_mean_acc": res["morf"].score, "lerf_mean_acc": res["lerf"].score,
+               "random_morf_mean_acc": rnd["morf"].score, "random_lerf_mean_acc": rnd["lerf"].score,
+               "morf_prob": res["morf"].curve_mean("probability").tolist(),
+               "lerf_prob": res["lerf"].curve_mean("probability").tolist(),
+               "seconds": round(res["morf"].seconds + res["lerf"].seconds, 3),
+               "score_rule": "mean MoRF test accuracy over the fractions (lower is better); "
+                             "LeRF recorded, not asserted"}
+    # picture: the first test image, MoRF-removed at each fraction (noisy linear vs fixed fill)
+    fr = res["morf"].fractions
+    x0 = ds.x_test[:1].numpy()
+    v0 = pixel_values(attributions(ctx, ds, trained, case.method, "test")[:1], case.method, None)
+    o0 = removal_orders(v0)["morf"]
+    fill = ds.channel_mean.numpy().astype(np.float64)
+    rows = {f"MoRF {imp}": [fill_removed(x0, removed_at(o0, t, x0.shape[2:]), imputation=imp,
+                                         noise_std=NOISE_STD, seed=i, fill=fill)[0]
+                            for i, t in enumerate(fr)] for imp in IMPUTATIONS}
+    record.figure(figure_rows(rows, fr, title=f"ROAD on {case.dataset} ({case.method})"),
+                  f"ROAD: one test image with its most relevant pixels imputed (noisy linear) "
+                  f"or set to the mean (fixed), per fraction ({case.method})")
+    if case.method == "random":
+        record(score=res["morf"].score, higher_is_better=False, curves=curves,
+               details={**details, "check": "MoRF and LeRF curves within 0.1 of each other "
+                                            "(a random order has no preferred direction)"})
+        m, lr = res["morf"].curve_mean(), res["lerf"].curve_mean()
+        assert np.all(np.abs(m - lr) <= 0.1), (
+            f"random ranking: MoRF {np.round(m, 3).tolist()} and LeRF {np.round(lr, 3).tolist()} "
+            "differ by more than 0.1; they should coincide up to noise")
+        return res["morf"], res["lerf"]
+    verdict = compare_to_random(res["morf"].seed_scores(), rnd["morf"].seed_scores(),
+                                higher_is_better=False)
+    lerf_v = compare_to_random(res["lerf"].seed_scores(), rnd["lerf"].seed_scores(),
+                               higher_is_better=True)
+    details["lerf_verdict"] = lerf_v.as_dict()
+    record_verdict(record, verdict, curves=curves, details=details)
+    if case.method == "oracle":   # the benchmark's own check: if this fails, ROAD is broken
+        assert verdict.advantage >= ORACLE_MIN_ADVANTAGE, (
+            f"oracle beats random on ROAD-MoRF by only {verdict.advantage:.3f} accuracy on "
+            f"{case.dataset}/{case.model} (needs >= {ORACLE_MIN_ADVANTAGE}): ROAD is broken")
+    check_beats_random(case, verdict)
+    return res["morf"], res["lerf"]

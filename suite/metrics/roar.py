@@ -1,0 +1,377 @@
+"""ROAR and KAR (Hooker, Erhan, Kindermans, Kim, NeurIPS 2019, arXiv 1806.10758).
+
+Protocol (PROTOCOLS.md): attributions of the trained base model for EVERY training and test image
+(target = the model's predicted class, cached by ``extract_cached``); for each fraction t, replace
+the top ``floor(t * P)`` inputs by the per-channel training mean (``mode="remove"``, ROAR) or keep
+them and replace the rest (``mode="keep"``, KAR); retrain the same architecture from scratch on
+the modified training set, one retraining per seed, and report its accuracy on the modified test
+set. Lower accuracy is better for ROAR, higher for KAR.
+
+Choices, each a named parameter:
+
+- ``granularity="pixel"`` (default): rank pixels after channel aggregation with the method's own
+  default rule (``suite.methods.default_aggregation``; ``aggregation=`` overrides it).
+  ``granularity="element"``: rank each of the C*H*W entries by the squared map (the reference
+  code squares and min-max rescales; the rescaling does not change the order). One-channel maps
+  (the oracle's mask) are repeated over the image's channels.
+- Ties break by ascending flat index (``kernels.masking.rank_and_mask``); masking is one parallel
+  numba pass per (split, fraction), never a Python loop per image.
+- ``train_spec``: the retraining recipe; default ``retrain_spec(dataset, model, scale)`` = the
+  base recipe, with fewer epochs at smoke scale (``RETRAIN_EPOCHS``).
+- Attributions use the first seed (``seeds[0]``); the seeds vary the retraining only.
+- Every retrained model is an artifact (kind ``roar``) whose spec holds the base model's key, the
+  method and its resolved parameters, fingerprints of the train/test ranking values (so the
+  attribution artifact and the aggregation), the fraction, mode, granularity, fill and the
+  retraining seed and recipe; its meta.json holds the accuracy on the modified test set. A re-run
+  retrains nothing, and adding a method retrains only for that method.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from kernels import fraction_to_count, rank_and_mask
+from suite.metrics.expectations import expect_failure
+from suite.registry import MetricSpec, register_metric
+from suite.specs import TrainSpec, check_scale
+
+log = logging.getLogger("saliencybench")
+
+MODES = {"roar": "remove", "kar": "keep"}
+GRANULARITIES = ("pixel", "element")
+#: fractions per scale: the paper's five; three at smoke scale (CI time)
+FRACTIONS = {"smoke": (0.1, 0.5, 0.9), "small": (0.1, 0.3, 0.5, 0.7, 0.9),
+             "paper": (0.1, 0.3, 0.5, 0.7, 0.9)}
+#: retraining epochs per scale and dataset ("*": any; None: the base recipe's). Smoke retrains
+#: for 4 epochs instead of 8 (6 on shapes, where 4 leave every retrained model near chance)
+RETRAIN_EPOCHS = {"smoke": {"*": 4, "shapes": 6}, "small": {"*": None}, "paper": {"*": None}}
+#: at smoke scale these datasets run only these methods (CI time); the others are skipped with
+#: a reason. shapes keeps the benchmark's own check: the oracle must beat random.
+SMOKE_ONLY = {"roar": {"shapes": ("random", "oracle")}}
+#: absolute tolerance of the random control's monotonicity check (accuracy points), plus 2 std
+RANDOM_MONOTONE_TOL = 0.05
+
+_HOOKER = "Hooker, Erhan, Kindermans, Kim 2019, NeurIPS, arXiv 1806.10758"
+_SMOKE_METHODS = ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "sgsquared",
+                  "vargrad", "gradcam")
+_SMALL_METHODS = ("random", "sobel", "gradient", "ixg", "intgrad", "smoothgrad", "sgsquared",
+                  "vargrad", "guidedbp", "gradcam", "lrp_e0p01")
+
+ROAR = register_metric(MetricSpec(
+    "roar", description="RemOve And Retrain: accuracy of a model retrained on images whose most "
+    "important inputs were replaced by the channel mean, mean over fractions (lower is better)",
+    higher_is_better=False,
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits",), "paper": None},
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
+    methods={"smoke": _SMOKE_METHODS, "small": _SMALL_METHODS, "paper": None}))
+
+KAR = register_metric(MetricSpec(
+    "kar", description="Keep And Retrain: accuracy of a model retrained on images keeping only "
+    "their most important inputs, mean over fractions (higher is better)",
+    higher_is_better=True,
+    datasets={"smoke": ("digits",), "small": ("digits",), "paper": None},
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
+    methods={"smoke": _SMOKE_METHODS, "small": _SMALL_METHODS, "paper": None}))
+
+_ROAR_REASON = "no better than a random ranking under ROAR (retraining)"
+for _m in ("gradient", "intgrad", "guidedbp"):
+    expect_failure("roar", _m, reason=f"{_m}: {_ROAR_REASON}",
+                   source=_HOOKER + ", Sec. 5 and Fig. 4: gradient (GRAD), integrated gradients "
+                   "(IG) and guided backprop (GB) are worse than or on par with a random "
+                   "assignment of importance")
+    expect_failure("kar", _m, reason=f"{_m}: KAR does not separate it from a random ranking",
+                   source=_HOOKER + ", Sec. 5 and Fig. 5/appendix (KAR): KAR is a poor "
+                   "discriminator; the base estimators do not outperform the random baseline")
+
+for _metric in ("roar", "kar"):
+    expect_failure(_metric, "sobel", reason="sobel is a model-independent control ranking (edges of "
+                   "the input); nothing requires it to beat a random ranking",
+                   source=_HOOKER + ", Sec. 4.1: the Sobel edge filter is a control variant, not "
+                   "an attribution method")
+
+
+# -- results ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Timings:
+    attribution_s: float = 0.0
+    masking_s: float = 0.0
+    training_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.attribution_s + self.masking_s + self.training_s
+
+
+@dataclass(frozen=True)
+class RoarResult:
+    """Accuracy of the retrained models: ``accuracy[s][i]`` for seed ``seeds[s]``, ``fractions[i]``."""
+
+    method: str
+    mode: str                                 # "remove" (ROAR) or "keep" (KAR)
+    granularity: str
+    aggregation: str | None                   # channel rule for pixel granularity
+    fractions: tuple[float, ...]
+    seeds: tuple[int, ...]
+    accuracy: tuple[tuple[float, ...], ...]
+    base_accuracy: float                      # the base model on the unmodified test set (t = 0)
+    retrained: int                            # retrainings built by this call (0: all cached)
+    timings: Timings
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.mode == "keep"
+
+    def curve_mean(self) -> np.ndarray:
+        return np.asarray(self.accuracy, dtype=np.float64).mean(axis=0)
+
+    def curve_std(self) -> np.ndarray:
+        a = np.asarray(self.accuracy, dtype=np.float64)
+        return a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
+
+    def seed_scores(self) -> list[float]:
+        """Per seed, the mean accuracy over the fractions (what the verdict compares)."""
+        return [float(np.mean(row)) for row in self.accuracy]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.seed_scores()))
+
+    def curve(self, label: str | None = None) -> dict[str, Any]:
+        """A curve for ``record(curves=[...])``: mean and spread over seeds, t = 0 included."""
+        return {"label": label or self.method, "x": [0.0, *self.fractions],
+                "y": [self.base_accuracy, *self.curve_mean().tolist()],
+                "y_std": [0.0, *self.curve_std().tolist()], "x_label": "fraction t",
+                "y_label": "retrained test accuracy"}
+
+
+# -- pure pieces ------------------------------------------------------------------------------
+
+def ranking_values(attr: np.ndarray, method: str, granularity: str = "pixel", *,
+                   aggregation: str | None = None, channels: int | None = None) -> np.ndarray:
+    """The values inputs are ranked by: (N, H, W) for "pixel", (N, C, H, W) for "element".
+
+    pixel: ``aggregate(attr, aggregation or default_aggregation(method))``; element: ``attr**2``,
+    a one-channel map repeated to ``channels``.
+    """
+    from suite.methods import aggregate, default_aggregation
+
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity={granularity!r}; allowed: {GRANULARITIES}")
+    attr = np.asarray(attr)
+    if attr.ndim != 4:
+        raise ValueError(f"attributions must be (N, C, H, W), got shape {attr.shape}")
+    if granularity == "pixel":
+        how = aggregation or default_aggregation(method)
+        return np.ascontiguousarray(aggregate(attr, how)[:, 0])
+    sq = np.square(attr)
+    if channels is not None and sq.shape[1] != channels:
+        if sq.shape[1] != 1:
+            raise ValueError(f"a map with {sq.shape[1]} channels does not fit {channels}-channel images")
+        sq = np.repeat(sq, channels, axis=1)
+    return np.ascontiguousarray(sq)
+
+
+def masked(images: np.ndarray | torch.Tensor, values: np.ndarray, t: float, fill, *,
+           mode: str = "remove", granularity: str = "pixel") -> np.ndarray:
+    """Images with the top-``floor(t*P)`` inputs replaced by ``fill`` (remove) or all others (keep)."""
+    x = images.numpy() if isinstance(images, torch.Tensor) else images
+    f = fill.numpy() if isinstance(fill, torch.Tensor) else fill
+    return rank_and_mask(x, values, t, f, mode=mode, granularity=granularity)
+
+
+def retrain_spec(dataset: str, model: str, scale: str) -> TrainSpec:
+    """The retraining recipe: the base recipe, with ``RETRAIN_EPOCHS[scale]`` epochs when set."""
+    from suite.training import recipe
+
+    spec = recipe(dataset, model, check_scale(scale)).train
+    table = RETRAIN_EPOCHS[scale]
+    epochs = table.get(dataset, table["*"])
+    return replace(spec, epochs=epochs) if epochs else spec
+
+
+def attributions(ctx, ds, trained, method: str, split: str) -> np.ndarray:
+    """Cached raw maps of ``method`` for every image of ``split`` (target: predicted class)."""
+    from suite.methods import extract_cached, method_params
+
+    x, y, masks = ds.split(split)
+    a, _ = extract_cached(ctx.cache, model_key=trained.key, model=trained.model,
+                          model_name=trained.model_name, method_name=method, x=x, split=split,
+                          labels=y, masks=masks, target="predicted", device=ctx.device,
+                          seed=ctx.seeds[0], params=method_params(method, ctx.scale))
+    return a
+
+
+# -- the metric -------------------------------------------------------------------------------
+
+def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
+             fractions: Sequence[float] | None = None, granularity: str = "pixel",
+             aggregation: str | None = None, seeds: Sequence[int] | None = None,
+             train_spec: TrainSpec | None = None,
+             maps: dict[str, np.ndarray] | None = None) -> RoarResult:
+    """ROAR (``mode="remove"``) or KAR (``mode="keep"``) of ``method`` for ``trained`` on ``ds``.
+
+    ``ctx``: the run's Context (cache, device, scale, seeds); ``trained``: a ``TrainedModel``
+    (its ``key`` enters every artifact's spec). ``fractions`` default ``FRACTIONS[ctx.scale]``,
+    ``seeds`` default ``ctx.seeds``, ``train_spec`` default ``retrain_spec(...)``. ``maps``
+    ({"train": ..., "test": ...} raw maps) replaces the cached extraction (tests, custom maps).
+    """
+    if mode not in MODES.values():
+        raise ValueError(f"mode={mode!r}; allowed: {tuple(MODES.values())}")
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity={granularity!r}; allowed: {GRANULARITIES}")
+    from suite.artifacts import fit_cached
+    from suite.methods import default_aggregation, fingerprint
+    from suite.methods.extract import resolve_params
+
+    fractions = tuple(float(t) for t in (fractions or FRACTIONS[ctx.scale]))
+    seeds = tuple(int(s) for s in (seeds if seeds is not None else ctx.seeds))
+    train_spec = train_spec or retrain_spec(ds.name, trained.model_name, ctx.scale)
+    how = (aggregation or default_aggregation(method)) if granularity == "pixel" else None
+
+    t0 = time.perf_counter()
+    if maps is None:
+        maps = {s: attributions(ctx, ds, trained, method, s) for s in ("train", "test")}
+    c = ds.in_shape[0]
+    values = {s: ranking_values(maps[s], method, granularity, aggregation=how, channels=c)
+              for s in ("train", "test")}
+    t_attr = time.perf_counter() - t0
+    try:
+        params = resolve_params(method, trained.model_name, None, ctx.seeds[0])
+    except (KeyError, ValueError):
+        params = {}
+    fill = ds.channel_mean.numpy().astype(np.float64)
+    base = {"base_model": trained.key, "dataset": ds.fingerprint, "method": method,
+            "params": params, "mode": mode, "granularity": granularity, "aggregation": how,
+            "values_train": fingerprint(values["train"]), "values_test": fingerprint(values["test"]),
+            "fill": [round(float(v), 8) for v in fill]}
+    builds_before = len(ctx.cache.builds())
+    t_mask = t_train = 0.0
+    acc = np.zeros((len(seeds), len(fractions)))
+    for i, t in enumerate(fractions):
+        t1 = time.perf_counter()
+        x_tr = torch.from_numpy(masked(ds.x_train, values["train"], t, fill, mode=mode,
+                                       granularity=granularity))
+        x_te = torch.from_numpy(masked(ds.x_test, values["test"], t, fill, mode=mode,
+                                       granularity=granularity))
+        t2 = time.perf_counter()
+        t_mask += t2 - t1
+        for j, seed in enumerate(seeds):
+            tag = f"{ds.name}-{trained.model_name}-{method}-{mode}-{granularity}-t{t:g}-s{seed}"
+            _, info, _, _ = fit_cached(
+                ctx, name=tag, spec={**base, "fraction": t,
+                                     "k": fraction_to_count(t, values["train"][0].size)},
+                model_name=trained.model_name, in_shape=ds.in_shape, num_classes=ds.num_classes,
+                x_train=x_tr, y_train=ds.y_train, x_test=x_te, y_test=ds.y_test,
+                train_spec=train_spec, seed=seed, kind="roar")
+            acc[j, i] = float(info["test_acc"])
+        t_train += time.perf_counter() - t2
+    built = len(ctx.cache.builds()) - builds_before
+    log.info("%s %s on %s/%s: %s (%d retrained)", "ROAR" if mode == "remove" else "KAR", method,
+             ds.name, trained.model_name, np.round(acc.mean(0), 3).tolist(), built)
+    return RoarResult(method, mode, granularity, how, fractions, seeds,
+                      tuple(tuple(float(v) for v in row) for row in acc), float(trained.test_acc),
+                      built, Timings(t_attr, t_mask, t_train))
+
+
+def check_random_curve(result: RoarResult, tol: float = RANDOM_MONOTONE_TOL) -> None:
+    """The random control's sanity check: its ROAR accuracy is non-increasing in t (KAR:
+    non-decreasing), each step allowed ``tol + 2 * std`` (std over seeds) of slack, and in [0, 1]."""
+    m, s = result.curve_mean(), result.curve_std()
+    sign = 1.0 if result.mode == "remove" else -1.0
+    for i in range(len(m) - 1):
+        rise = sign * (m[i + 1] - m[i])
+        slack = tol + 2 * max(s[i], s[i + 1])
+        assert rise <= slack, (
+            f"random control's {'ROAR' if sign > 0 else 'KAR'} curve is not monotone within "
+            f"{slack:.3f}: accuracy {m[i]:.3f} at t={result.fractions[i]} then {m[i + 1]:.3f} at "
+            f"t={result.fractions[i + 1]}")
+    assert np.all((m >= 0) & (m <= 1)), f"accuracies outside [0, 1]: {m}"
+
+
+# -- the case ---------------------------------------------------------------------------------
+
+def figure_rows(rows: dict[str, list[np.ndarray]], fractions: Sequence[float], *,
+                title: str = "", cell: float = 1.1):
+    """A Figure: one row per label, one column per fraction, each cell a (C, H, W) image."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(cell * len(fractions) + 0.8, cell * len(rows) + 0.4))
+    axes = fig.subplots(len(rows), len(fractions), squeeze=False)
+    for r, (label, imgs) in enumerate(rows.items()):
+        for col, (t, img) in enumerate(zip(fractions, imgs)):
+            ax = axes[r][col]
+            a = np.asarray(img, dtype=np.float64)
+            if a.shape[0] == 1:
+                ax.imshow(a[0], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.imshow(np.clip(a.transpose(1, 2, 0), 0, 1))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"t={t:g}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def skip_reason(case) -> str | None:
+    """Why a collected case is skipped at this scale (``SMOKE_ONLY``), or None."""
+    only = SMOKE_ONLY.get(case.metric, {}).get(case.dataset) if case.scale == "smoke" else None
+    if only is not None and case.method not in only:
+        return (f"{case.metric} on {case.dataset} runs only {', '.join(only)} at smoke scale "
+                "(CI time: one retraining per fraction); use --scale small or paper")
+    return None
+
+
+def run_case(case, ds, trained, ctx, record, *, mode: str) -> RoarResult:
+    """What ``cases/test_roar.py`` and ``cases/test_kar.py`` do: evaluate the case's method and
+    the random control (same cached machinery), record curves, score, baseline, verdict and a
+    picture, then apply the shared beat-random check (the random case checks its own curve)."""
+    from suite.metrics.verdict import check_beats_random, compare_to_random, record_verdict
+
+    res = evaluate(ctx, ds, trained, case.method, mode=mode)
+    rnd = res if case.method == "random" else evaluate(ctx, ds, trained, "random", mode=mode)
+    curves = [res.curve(case.method)] + ([rnd.curve("random")] if rnd is not res else [])
+    name = "ROAR" if mode == "remove" else "KAR"
+    details = {"fractions": list(res.fractions), "seeds": list(res.seeds),
+               "granularity": res.granularity, "aggregation": res.aggregation,
+               "per_seed_scores": res.seed_scores(), "retrained_now": res.retrained,
+               "retrained_now_random": rnd.retrained if rnd is not res else None,
+               "seconds": {"attribution": round(res.timings.attribution_s, 3),
+                           "masking": round(res.timings.masking_s, 3),
+                           "training": round(res.timings.training_s, 3)},
+               "score_rule": f"mean retrained test accuracy over the fractions "
+                             f"({'lower' if mode == 'remove' else 'higher'} is better)"}
+    # picture: the first test image at each fraction, for the method and for random
+    x0 = ds.x_test[:1]
+    fill = ds.channel_mean.numpy().astype(np.float64)
+    rows = {}
+    for label, meth in ((case.method, case.method), ("random", "random")):
+        if label in rows:
+            continue
+        a = attributions(ctx, ds, trained, meth, "test")[:1]
+        v = ranking_values(a, meth, res.granularity, aggregation=None if meth != case.method
+                           else res.aggregation, channels=ds.in_shape[0])
+        rows[label] = [masked(x0, v, t, fill, mode=mode, granularity=res.granularity)[0]
+                       for t in res.fractions]
+    record.figure(figure_rows(rows, res.fractions, title=f"{name} on {case.dataset}: a test image "
+                              f"with the {'top' if mode == 'remove' else 'bottom'} t replaced"),
+                  f"{name}: one test image masked at each fraction ({case.method} and random)")
+    if case.method == "random":
+        record(score=res.score, higher_is_better=res.higher_is_better, curves=curves,
+               details={**details, "check": f"monotone within {RANDOM_MONOTONE_TOL} + 2 std"})
+        check_random_curve(res)
+        return res
+    verdict = compare_to_random(res.seed_scores(), rnd.seed_scores(),
+                                higher_is_better=res.higher_is_better)
+    record_verdict(record, verdict, curves=curves, details=details)
+    check_beats_random(case, verdict)
+    return res
