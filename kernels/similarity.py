@@ -134,7 +134,9 @@ def _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
     andv = ~np.uint64(0)
     for j in range(p):
         b = keys[j]
-        k = ~b if (b & top) else (b | top)
+        # negative: -bits (two's complement), not ~bits, so that trailing zero bits (float32 data
+        # in float64, integers) stay zero and the radix passes over them are skipped
+        k = (~b + np.uint64(1)) if (b & top) else (b | top)
         keys[j] = k
         orv |= k
         andv &= k
