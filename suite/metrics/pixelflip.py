@@ -3,7 +3,7 @@
 Pixels (``r = 1``) or r x r groups are flipped in descending relevance, ``regions_per_step`` at a
 time, until the whole image is flipped (``n_steps`` steps); flipping replaces a pixel by uniform
 noise in [0, 1] (``fill="uniform"``; "constant" and "blur" are options). The curve is the class
-score ``f`` (``score="logit"`` by default, or "prob") of the originally predicted class against
+score ``f`` (``score``: "logit" or "prob") of the originally predicted class against
 the flipped fraction of the image (softmax probability and 2x2 groups at smoke/small scale, see
 ``PARAMS``); the case score is its area by the trapezoid rule over the
 fraction in [0, 1] (``perturbation.trapezoid_area``): lower is better (a faithful order destroys
