@@ -76,6 +76,12 @@ def test_spearman_hostile_inputs_match_scipy():
         np.testing.assert_allclose(spearman(a, b, absolute=absolute), want, rtol=0, atol=1e-12)
     got32 = spearman(a[4:5].astype(np.float32), b[4:5].astype(np.float32))
     np.testing.assert_allclose(got32, spearman(a[4:5], b[4:5]), rtol=0, atol=0)
+    from kernels.similarity import _spearman_nb  # the parallel path (large batches) gives the same values
+
+    x, y = a.reshape(7, -1), b.reshape(7, -1)
+    par = np.empty(7)
+    _spearman_nb(x, y, False, par, 3)
+    np.testing.assert_array_equal(par, spearman(a, b))
 
 
 @pytest.mark.parametrize("win_size, sample_cov", [(7, True), (7, False), (5, True), (3, False)])
