@@ -70,7 +70,8 @@ ROAD = register_metric(MetricSpec(
     higher_is_better=False,
     datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes"), "paper": None},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
-    methods={"smoke": _SMOKE_METHODS, "small": None, "paper": None}))
+    methods={"smoke": _SMOKE_METHODS, "small": _SMOKE_METHODS + ("smoothgrad", "ixg"),
+             "paper": None}))
 
 
 @dataclass(frozen=True)
