@@ -11,9 +11,11 @@ Contract of :func:`impute`:
   per image shared by all channels.
 * Solved per image and channel by Jacobi-preconditioned conjugate gradients on the pixel grid
   (a branch-free 8-neighbour stencil, vectorised), warm-started from the weighted mean of the
-  known neighbours, until ``||r||_{D^-1} <= 1e-12 ||b||_{D^-1}`` (``_CG_TOL``; D = the diagonal,
-  b = the known-neighbour part): the error against ``scipy.sparse.linalg.spsolve`` is ~1e-11 or
-  less before the cast to the output dtype.  With half the pixels removed CG needs ~25
+  known neighbours, until ``||r||_{D^-1} <= tol ||b||_{D^-1}`` (D = the diagonal, b = the
+  known-neighbour part) with ``tol = 1e-12`` for float64 images (``_CG_TOL``: error against
+  ``scipy.sparse.linalg.spsolve`` ~5e-12) and ``tol = 1e-9`` for float32 images (``_CG_TOL32``:
+  error ~4e-9 before the cast, so the output is within one float32 ulp of the exactly rounded
+  solution).  With half the pixels removed CG needs ~21 (float32) or ~28 (float64)
   iterations.  An image whose CG has not converged after ``_CG_MAXIT`` = 300 iterations (a badly
   conditioned mask, e.g. almost everything removed) is solved **exactly** (up to float64
   round-off) instead, with an envelope (skyline) Cholesky factorisation of its matrix, unknowns
@@ -376,6 +378,7 @@ def _envelope_solve(lb, first, b, last, inv, y):
 # adds no negative-index wraparound and LLVM vectorises them.
 _FM = {"reassoc", "contract", "arcp", "nsz"}
 _CG_TOL = 1e-12  # stop when ||r||_{D^-1} <= _CG_TOL * ||b||_{D^-1} (Jacobi-preconditioned residual)
+_CG_TOL32 = 1e-9  # the same for float32 images: error ~4e-9, below float32 resolution
 _CG_MAXIT = 300  # then fall back to the exact envelope Cholesky
 
 
@@ -401,7 +404,9 @@ def _neighbour_sum(src, um, out, lo, hi, wp):
 
 @numba.njit(cache=True, fastmath=_FM)
 def _apply(p, d, um, q, lo, hi, wp):
-    # q = A p on the unknown cells (A = diag(d) - neighbour weights; 0 elsewhere); returns p . q
+    # q = A p on the unknown cells (A = diag(d) - neighbour weights); returns p . q.  On the other
+    # cells q is not 0 but never matters: p, d and dinv are 0 there, so they add nothing to p . q,
+    # x or the preconditioned residual (um is unused; kept for the signature).
     n = hi - lo
     c_ = p[lo:hi]
     w_ = p[lo - 1:hi - 1]
@@ -413,13 +418,12 @@ def _apply(p, d, um, q, lo, hi, wp):
     sw = p[lo + wp - 1:hi + wp - 1]
     se = p[lo + wp + 1:hi + wp + 1]
     dd = d[lo:hi]
-    u = um[lo:hi]
     o = q[lo:hi]
     w1 = 1.0 / 6.0
     w2 = 1.0 / 12.0
     pq = 0.0
     for i in range(n):
-        v = dd[i] * c_[i] - u[i] * (w1 * (w_[i] + e_[i] + n_[i] + s_[i]) + w2 * (nw[i] + ne[i] + sw[i] + se[i]))
+        v = dd[i] * c_[i] - (w1 * (w_[i] + e_[i] + n_[i] + s_[i]) + w2 * (nw[i] + ne[i] + sw[i] + se[i]))
         o[i] = v
         pq += c_[i] * v
     return pq
@@ -473,10 +477,12 @@ def _cg(bg, x, r, p, q, d, dinv, um, lo, hi, wp, tol, maxit):
     return it
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws):
     # x, out: (C, H*W) of one image; removed: (H*W,) bool; ws: (11, (H+2)*(W+2)) float64 scratch.
-    # Returns False if CG did not converge (the caller then runs the exact solver).
+    # Writes every pixel of out (kept ones copied).  Returns False if CG did not converge (the
+    # caller then runs the exact solver).  Branch-free loops (selects, numpy error model so the
+    # divisions need no zero checks) so that they vectorise.
     c = x.shape[0]
     hw = h * w
     wp = w + 2
@@ -495,39 +501,53 @@ def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws):
     nz = ws[10, :hw]
     ws[:5] = 0.0
     for y in range(h):
+        rm = removed[y * w:(y + 1) * w]
+        t0 = (y + 1) * wp + 1
+        umr = um[t0:t0 + w]
+        knr = tmp[t0:t0 + w]
+        inr = d[t0:t0 + w]
         for xx in range(w):
-            t = (y + 1) * wp + xx + 1
-            if removed[y * w + xx]:
-                um[t] = 1.0
-            else:
-                tmp[t] = 1.0  # known
-            d[t] = 1.0  # inside the image (overwritten below)
+            rv = rm[xx]
+            umr[xx] = 1.0 if rv else 0.0
+            knr[xx] = 0.0 if rv else 1.0  # known
+            inr[xx] = 1.0  # inside the image (overwritten below)
     _neighbour_sum(tmp, um, kw, lo, hi, wp)  # known neighbour weight
     for i in range(lo, hi):
         tmp[i] = d[i]
     _neighbour_sum(tmp, um, d, lo, hi, wp)  # in-image neighbour weight (0 off unknown cells)
     for i in range(lo, hi):
-        dinv[i] = 1.0 / d[i] if d[i] > 0.0 else 0.0
+        di = d[i]
+        dinv[i] = 1.0 / di if di > 0.0 else 0.0
+        ki = kw[i]
+        kw[i] = 1.0 / ki if ki > 0.0 else 0.0  # now the inverse
+    if noise_std == 0.0:
+        nz[:] = 0.0
     for ch in range(c):
+        xc = x[ch]
         for y in range(h):
+            rm = removed[y * w:(y + 1) * w]
+            xr = xc[y * w:(y + 1) * w]
+            t0 = (y + 1) * wp + 1
+            tr = tmp[t0:t0 + w]
             for xx in range(w):
-                q_ = y * w + xx
-                tmp[(y + 1) * wp + xx + 1] = 0.0 if removed[q_] else x[ch, q_]
+                tr[xx] = 0.0 if rm[xx] else xr[xx]
         _neighbour_sum(tmp, um, bg, lo, hi, wp)
         for i in range(lo, hi):  # warm start: weighted mean of the known neighbours
-            xg[i] = bg[i] / kw[i] if kw[i] > 0.0 else 0.0
+            xg[i] = bg[i] * kw[i]
         if _cg(bg, xg, r, p, q, d, dinv, um, lo, hi, wp, tol, maxit) < 0:
             return False
         if noise_std != 0.0:  # all pixels of the channel in one vectorised loop, then pick
             _normals(key, ch * hw, nz)
+        oc = out[ch]
         for y in range(h):
+            rm = removed[y * w:(y + 1) * w]
+            xr = xc[y * w:(y + 1) * w]
+            orow = oc[y * w:(y + 1) * w]
+            nr = nz[y * w:(y + 1) * w]
+            t0 = (y + 1) * wp + 1
+            gr = xg[t0:t0 + w]
             for xx in range(w):
-                q_ = y * w + xx
-                if removed[q_]:
-                    val = xg[(y + 1) * wp + xx + 1]
-                    if noise_std != 0.0:
-                        val += noise_std * nz[q_]
-                    out[ch, q_] = val
+                orow[xx] = (gr[xx] + noise_std * nr[xx]) if rm[xx] else xr[xx]
     return True
 
 
@@ -550,11 +570,6 @@ def _impute_nb(images, mask, h, w, dr, dc, wt, noise_std, seed, ids, fallback, o
                     m += 1
             if m == 0 or m == hw or not _impute_one_cg(xi, mi, oi, h, w, noise_std, key, tol, maxit, ws):
                 _impute_one(xi, mi, oi, h, w, dr, dc, wt, noise_std, key, fallback)
-            else:
-                for ch in range(c):
-                    for q in range(hw):
-                        if not mi[q]:
-                            oi[ch, q] = xi[ch, q]
 
 
 # ----------------------------------------------------------------------------- wrappers
@@ -654,5 +669,6 @@ def impute(images, mask, noise_std: float = 0.01, seed: int = 0, fallback=0.0, i
     n, c, h, w = x.shape
     out = np.empty((n, c, h * w), dtype=x.dtype)
     _impute_nb(x.reshape(n, c, h * w), mk.reshape(n, h * w), h, w, _DR, _DC, _W, std, seed, ids, fb, out,
-               _CG_TOL, _CG_MAXIT, max(1, min(n, 4 * numba.get_num_threads())))
+               _CG_TOL32 if x.dtype == np.float32 else _CG_TOL, _CG_MAXIT,
+               max(1, min(n, 4 * numba.get_num_threads())))
     return out.reshape(x.shape)
