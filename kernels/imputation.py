@@ -478,8 +478,9 @@ def _cg(bg, x, r, p, q, d, dinv, um, lo, hi, wp, tol, maxit):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws):
-    # x, out: (C, H*W) of one image; removed: (H*W,) bool; ws: (11, (H+2)*(W+2)) float64 scratch.
+def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws, ridx):
+    # x, out: (C, H*W) of one image; removed: (H*W,) bool; ws: (12, (H+2)*(W+2)) float64 and
+    # ridx: (H*W,) int64 scratch.
     # Writes every pixel of out (kept ones copied).  Returns False if CG did not converge (the
     # caller then runs the exact solver).  Branch-free loops (selects, numpy error model so the
     # divisions need no zero checks) so that they vectorise.
@@ -520,8 +521,12 @@ def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws):
         dinv[i] = 1.0 / di if di > 0.0 else 0.0
         ki = kw[i]
         kw[i] = 1.0 / ki if ki > 0.0 else 0.0  # now the inverse
-    if noise_std == 0.0:
-        nz[:] = 0.0
+    nz[:] = 0.0
+    nzc = ws[11, :hw]
+    m = 0
+    for q_ in range(hw):  # removed pixels in order (the noise is computed for these only); no branch
+        ridx[m] = q_
+        m += np.int64(removed[q_])
     for ch in range(c):
         xc = x[ch]
         for y in range(h):
@@ -536,8 +541,12 @@ def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws):
             xg[i] = bg[i] * kw[i]
         if _cg(bg, xg, r, p, q, d, dinv, um, lo, hi, wp, tol, maxit) < 0:
             return False
-        if noise_std != 0.0:  # all pixels of the channel in one vectorised loop, then pick
-            _normals(key, ch * hw, nz)
+        if noise_std != 0.0:  # the removed pixels' numbers in one vectorised loop, then placed
+            base = ch * hw
+            for k in range(m):
+                nzc[k] = _normal(key, base + ridx[k])
+            for k in range(m):
+                nz[ridx[k]] = nzc[k]
         oc = out[ch]
         for y in range(h):
             rm = removed[y * w:(y + 1) * w]
@@ -558,7 +567,8 @@ def _impute_nb(images, mask, h, w, dr, dc, wt, noise_std, seed, ids, fallback, o
     n, c, hw = images.shape
     g = (h + 2) * (w + 2)
     for k in numba.prange(nchunks):
-        ws = np.zeros((11, g), dtype=np.float64)
+        ws = np.zeros((12, g), dtype=np.float64)
+        ridx = np.empty(hw, dtype=np.int64)
         for i in range(k * n // nchunks, (k + 1) * n // nchunks):
             key = _image_key(seed, ids[i])
             xi = images[i]
@@ -566,9 +576,8 @@ def _impute_nb(images, mask, h, w, dr, dc, wt, noise_std, seed, ids, fallback, o
             mi = mask[i]
             m = 0
             for q in range(hw):
-                if mi[q]:
-                    m += 1
-            if m == 0 or m == hw or not _impute_one_cg(xi, mi, oi, h, w, noise_std, key, tol, maxit, ws):
+                m += np.int64(mi[q])
+            if m == 0 or m == hw or not _impute_one_cg(xi, mi, oi, h, w, noise_std, key, tol, maxit, ws, ridx):
                 _impute_one(xi, mi, oi, h, w, dr, dc, wt, noise_std, key, fallback)
 
 
