@@ -43,56 +43,6 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- Spearman
 @numba.njit(cache=True)
-def _sort_keys(values, descending, keys):
-    # Order-preserving uint64 keys of float values (-0.0 == 0.0); inverted for descending.
-    p = values.shape[0]
-    buf = np.empty(p, dtype=np.float64)
-    for j in range(p):
-        buf[j] = values[j] + 0.0  # -0.0 + 0.0 == +0.0
-    bits = buf.view(np.uint64)
-    top = np.uint64(1) << np.uint64(63)
-    for j in range(p):
-        b = bits[j]
-        k = ~b if (b & top) else (b | top)
-        keys[j] = ~k if descending else k
-
-
-@numba.njit(cache=True)
-def _radix_argsort(keys, idx, tmp):
-    # Stable ascending argsort of uint64 keys into idx (LSD radix, 8-bit digits; a pass whose
-    # digit is the same for all keys is skipped).  tmp: scratch of the same size as idx.
-    p = keys.shape[0]
-    count = np.empty(256, dtype=np.int64)
-    src = idx
-    dst = tmp
-    swapped = False
-    for j in range(p):
-        src[j] = j
-    for s in range(8):
-        shift = np.uint64(8 * s)
-        count[:] = 0
-        for j in range(p):
-            count[np.int64((keys[j] >> shift) & np.uint64(255))] += 1
-        if count[np.int64((keys[0] >> shift) & np.uint64(255))] == p:
-            continue
-        total = 0
-        for d in range(256):
-            c = count[d]
-            count[d] = total
-            total += c
-        for j in range(p):
-            e = src[j]
-            d = np.int64((keys[e] >> shift) & np.uint64(255))
-            dst[count[d]] = e
-            count[d] += 1
-        src, dst = dst, src
-        swapped = not swapped
-    if swapped:  # the result is in tmp
-        for j in range(p):
-            idx[j] = src[j]
-
-
-@numba.njit(cache=True)
 def _pearson(x, y):
     p = x.shape[0]
     mx = 0.0
