@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
         tot["attribution"] += r.timings.attribution_s
         tot["masking"] += r.timings.masking_s
         tot["training"] += r.timings.training_s
-        print(f"  {m:12s} acc {[round(a, 3) for a in r.curve_mean()]}  attribution "
+        print(f"  {m:12s} acc {[round(float(a), 3) for a in r.curve_mean()]}  attribution "
               f"{r.timings.attribution_s:6.1f} s  masking {r.timings.masking_s:6.3f} s  retraining "
               f"{r.timings.training_s:6.1f} s", flush=True)
     wall = time.perf_counter() - t0
