@@ -16,10 +16,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# A failed case is a verdict of the benchmark (a method that does not beat random), shown in the
+# report; bench then still exits 0. STRICT=1 passes pytest's exit status through (for CI use).
 bench: $(STAMP)
-	$(PY) -m pytest cases/ --scale small -p no:cacheprovider -o log_cli=true \
+	@$(PY) -m pytest cases/ --scale small -p no:cacheprovider -o log_cli=true \
 		--log-cli-level=INFO --log-cli-format='%(asctime)s %(message)s' \
-		--log-cli-date-format=%H:%M:%S -rs $(ARGS)
+		--log-cli-date-format=%H:%M:%S -rfEs $(ARGS); rc=$$?; \
+	if [ $$rc -eq 1 ] && [ -z "$(STRICT)" ]; then \
+		echo "bench: some cases failed -- these are the benchmark's verdicts (see the report);"; \
+		echo "       run 'make bench STRICT=1' to make them fail the command"; exit 0; fi; exit $$rc
 
 test: $(STAMP)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/test_kernels_*.py -q -p no:cacheprovider
