@@ -235,13 +235,41 @@ def evaluate(ctx, ds, trained, method: str, *, order: str = "morf",
     fill = ds.channel_mean.numpy().astype(np.float64)
     v_test = pixel_values(maps["test"], method, aggregation)
     if not retrain:
-        return road_curve(trained.model, ds.x_test, ds.y_test, v_test, order=order,
-                          fractions=fractions, imputation=imputation, noise_std=noise_std,
-                          seeds=seeds, fill=fill, method=method, device=ctx.device)
+        return _cached_curve(ctx, ds, trained, method, v_test, order=order, fractions=fractions,
+                             imputation=imputation, noise_std=noise_std, seeds=seeds, fill=fill)
     return _retrained(ctx, ds, trained, method, pixel_values(maps["train"], method, aggregation),
                       v_test, order=order, fractions=fractions, imputation=imputation,
                       noise_std=noise_std, seeds=seeds, fill=fill, train_spec=train_spec,
                       aggregation=aggregation)
+
+
+def _cached_curve(ctx, ds, trained, method, v_test, *, order, fractions, imputation, noise_std,
+                  seeds, fill) -> RoadResult:
+    """``road_curve`` through the artifact cache (kind ``road_curves``): a re-run, and every case
+    after the first that needs the same random baseline, reads the curve instead of recomputing
+    it. The key holds everything the curve depends on: the model's artifact key, the test set's
+    fingerprint, the ranking values' fingerprint and every parameter."""
+    import dataclasses
+
+    from suite.cache import JSON
+    from suite.methods import fingerprint
+
+    spec = {"model": trained.key, "data": ds.fingerprint, "method": method,
+            "values": fingerprint(v_test), "order": order, "fractions": list(fractions),
+            "imputation": imputation, "noise_std": noise_std, "seeds": list(seeds),
+            "fill": [float(v) for v in np.ravel(fill)]}
+
+    def build() -> dict:
+        res = road_curve(trained.model, ds.x_test, ds.y_test, v_test, order=order,
+                         fractions=fractions, imputation=imputation, noise_std=noise_std,
+                         seeds=seeds, fill=fill, method=method, device=ctx.device)
+        return dataclasses.asdict(res)
+
+    d = ctx.cache.fetch("road_curves", f"{ds.name}-{trained.model_name}-{method}-{order}", spec,
+                        build, JSON).value
+    tup = lambda rows: tuple(tuple(float(v) for v in r) for r in rows)  # noqa: E731
+    return RoadResult(**{**d, "fractions": tuple(d["fractions"]), "seeds": tuple(d["seeds"]),
+                         "accuracy": tup(d["accuracy"]), "probability": tup(d["probability"])})
 
 
 def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, imputation,
