@@ -309,15 +309,19 @@ def run_case(case, dataset, trained, ctx, *, run_seed: Callable[..., SeedResult]
     target = predict(model, x.to(ctx.device)).cpu()
     t0 = time.perf_counter()
     res: dict[str, list[SeedResult]] = {name: [] for name in dict.fromkeys([case.method, "random"])}
+    from suite.methods import method_params
+
     for seed in ctx.seeds:
         for name in res:
-            if name == "random":    # the same for every method's case: computed once, cached
-                spec = {"version": CURVES_VERSION, "metric": case.metric, "model": trained.key,
-                        "data": fingerprint(x), "params": params, "seed": seed}
-                res[name].append(cached_seed(ctx, f"{case.metric}-{case.dataset}-{case.model}-random", spec,
-                                             lambda: run_seed(x, target, seed=seed, masks=masks, method="random")))
-            else:
-                res[name].append(run_seed(x, target, seed=seed, masks=masks, method=name))
+            # cached: the random control's curves are shared by every method's case, and a
+            # re-run reads every curve instead of recomputing it (--rebuild recomputes)
+            spec = {"version": CURVES_VERSION, "metric": case.metric, "model": trained.key,
+                    "data": fingerprint(x), "params": params, "seed": seed}
+            if name != "random":
+                spec = {**spec, "method": name, "method_params": method_params(name, ctx.scale)}
+            res[name].append(cached_seed(
+                ctx, f"{case.metric}-{case.dataset}-{case.model}-{name}", spec,
+                lambda name=name, seed=seed: run_seed(x, target, seed=seed, masks=masks, method=name)))
     verdict = compare_to_random([r.score for r in res[case.method]], [r.score for r in res["random"]],
                                 higher_is_better=higher_is_better)
     curves = []
