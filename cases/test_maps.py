@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from suite.methods import extract, method_params, plot_maps
+from suite.methods import extract_cached, method_params, plot_maps
 from suite.registry import DATASETS, METHODS, MODELS, method_applies
 
 pytestmark = pytest.mark.metric("maps")
@@ -19,9 +19,11 @@ def test_maps(case, dataset, trained, sb_context, record):
                   if method_applies(m, MODELS[case.model], DATASETS[case.dataset]) is None]
     maps = {}
     for m in applicable:
-        maps[m.name] = extract(trained.model, case.model, m.name, x, labels=y, masks=masks,
-                               device=sb_context.device, seed=sb_context.seeds[0],
-                               params=method_params(m.name, sb_context.scale))
+        maps[m.name], _ = extract_cached(
+            sb_context.cache, model_key=trained.key, model=trained.model, model_name=case.model,
+            method_name=m.name, x=x, split=f"test[:{N_IMAGES}]", labels=y, masks=masks,
+            device=sb_context.device, seed=sb_context.seeds[0],
+            params=method_params(m.name, sb_context.scale))
     fig = plot_maps(x, maps)
     record.figure(fig, f"attribution maps on {case.dataset} / {case.model} (rows: test images; "
                        "columns: input, then each method)")
