@@ -27,16 +27,9 @@ from suite.metrics.aopc import region_perturbation
 from suite.metrics.pixelflip import pixel_flipping
 from suite.metrics.selectivity import selectivity
 from suite.models import build_model
+from _timing import best  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
-def best(fn, repeat: int) -> float:
-    fn()                                         # warm-up (JIT, allocator)
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def side_by_side(fn, ref_fns, repeat: int) -> tuple[float, float]:

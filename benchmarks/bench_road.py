@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from suite.methods.controls import sobel_magnitude  # noqa: E402
 from suite.metrics import road  # noqa: E402
 from suite.models import build_model  # noqa: E402
+from _timing import best  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def _data(name: str, n: int):
@@ -43,13 +44,6 @@ def _data(name: str, n: int):
     return x, y, ds.num_classes
 
 
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(argv=None) -> dict:
@@ -78,8 +72,8 @@ def main(argv=None) -> dict:
         for _ in fr:
             road._scores(model, xn, yt, "cpu", 1024)
 
-    t_ours = _best(ours, args.repeats)
-    t_fwd = _best(forward_only, args.repeats)
+    t_ours = best(ours, args.repeats)
+    t_fwd = best(forward_only, args.repeats)
     out = {"data": args.data, "n": len(x), "shape": list(x.shape[1:]), "fractions": len(fr),
            "threads": torch.get_num_threads(), "suite_s": t_ours, "forward_only_s": t_fwd,
            "suite_over_forward": t_ours / t_fwd}
@@ -108,7 +102,7 @@ def main(argv=None) -> dict:
                   f"{type(err).__name__}: {err}")
             out["quantus_error"] = f"{type(err).__name__}: {err}"
             return out
-        t_sub = _best(lambda: road.road_curve(model, xq, y[:nq], values[:nq], fractions=fr),
+        t_sub = best(lambda: road.road_curve(model, xq, y[:nq], values[:nq], fractions=fr),
                       args.repeats)
         ours_q = road.road_curve(model, xq, y[:nq], values[:nq], fractions=fr).curve_mean()
         qv = np.array([q[p_] for p_ in pct]) if isinstance(q, dict) else np.asarray(q)

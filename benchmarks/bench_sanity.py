@@ -20,7 +20,6 @@ import argparse
 import copy
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -36,15 +35,9 @@ from suite.methods import explain, extract, method_params, predict  # noqa: E402
 from suite.metrics import sanity as S  # noqa: E402
 from suite.metrics.randomization import cascading_models  # noqa: E402
 from suite.registry import load_builtins  # noqa: E402
+from _timing import best  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
-def best(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

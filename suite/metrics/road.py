@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from kernels import impute, mask_from_order, rank_order
+from suite.metrics.verdict import PerSeedCurves
 from suite.registry import MetricSpec, register_metric
 
 log = logging.getLogger("saliencybench")
@@ -75,7 +76,7 @@ ROAD = register_metric(MetricSpec(
 
 
 @dataclass(frozen=True)
-class RoadResult:
+class RoadResult(PerSeedCurves):
     """``accuracy[s][i]`` / ``probability[s][i]``: seed ``seeds[s]``, fraction ``fractions[i]``."""
 
     method: str
@@ -93,21 +94,6 @@ class RoadResult:
     @property
     def higher_is_better(self) -> bool:
         return self.order == "lerf"
-
-    def curve_mean(self, what: str = "accuracy") -> np.ndarray:
-        return np.asarray(getattr(self, what), dtype=np.float64).mean(axis=0)
-
-    def curve_std(self, what: str = "accuracy") -> np.ndarray:
-        a = np.asarray(getattr(self, what), dtype=np.float64)
-        return a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
-
-    def seed_scores(self) -> list[float]:
-        """Per seed, the mean accuracy over the fractions."""
-        return [float(np.mean(row)) for row in self.accuracy]
-
-    @property
-    def score(self) -> float:
-        return float(np.mean(self.seed_scores()))
 
     def curve(self, label: str | None = None, what: str = "accuracy") -> dict[str, Any]:
         base = self.base_accuracy if what == "accuracy" else None

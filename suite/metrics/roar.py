@@ -37,6 +37,7 @@ import torch
 
 from kernels import fraction_to_count, rank_and_mask
 from suite.metrics.expectations import expect_failure
+from suite.metrics.verdict import PerSeedCurves
 from suite.registry import MetricSpec, register_metric
 from suite.specs import TrainSpec, check_scale
 
@@ -111,7 +112,7 @@ class Timings:
 
 
 @dataclass(frozen=True)
-class RoarResult:
+class RoarResult(PerSeedCurves):
     """Accuracy of the retrained models: ``accuracy[s][i]`` for seed ``seeds[s]``, ``fractions[i]``."""
 
     method: str
@@ -128,21 +129,6 @@ class RoarResult:
     @property
     def higher_is_better(self) -> bool:
         return self.mode == "keep"
-
-    def curve_mean(self) -> np.ndarray:
-        return np.asarray(self.accuracy, dtype=np.float64).mean(axis=0)
-
-    def curve_std(self) -> np.ndarray:
-        a = np.asarray(self.accuracy, dtype=np.float64)
-        return a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
-
-    def seed_scores(self) -> list[float]:
-        """Per seed, the mean accuracy over the fractions (what the verdict compares)."""
-        return [float(np.mean(row)) for row in self.accuracy]
-
-    @property
-    def score(self) -> float:
-        return float(np.mean(self.seed_scores()))
 
     def curve(self, label: str | None = None) -> dict[str, Any]:
         """A curve for ``record(curves=[...])``: mean and spread over seeds, t = 0 included."""

@@ -20,6 +20,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 RULE = ("beats random when sign*(mean - mean_random) > max(abs_margin, rel_margin*|mean_random|, "
         "n_sigma*sqrt(var/n + var_random/n_random))")
 
@@ -39,6 +41,27 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class PerSeedCurves:
+    """Mixin for frozen results that hold per-seed curves, ``accuracy[s][i]`` for seed ``s`` and
+    fraction ``i`` (and optionally other per-seed tables, e.g. ``probability``): the statistics
+    every curve metric records and hands to ``compare_to_random``."""
+
+    def curve_mean(self, what: str = "accuracy") -> np.ndarray:
+        return np.asarray(getattr(self, what), dtype=np.float64).mean(axis=0)
+
+    def curve_std(self, what: str = "accuracy") -> np.ndarray:
+        a = np.asarray(getattr(self, what), dtype=np.float64)
+        return a.std(axis=0, ddof=1) if len(a) > 1 else np.zeros(a.shape[1])
+
+    def seed_scores(self) -> list[float]:
+        """Per seed, the mean accuracy over the fractions (what the verdict compares)."""
+        return [float(np.mean(row)) for row in self.accuracy]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.seed_scores()))
 
 
 def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
