@@ -114,6 +114,30 @@ def test_hog_matches_skimage(ppc, cpb):
     np.testing.assert_allclose(hog_pearson(a, b, 9, ppc, cpb), hog_pearson_ref(a, b, 9, ppc, cpb), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("orientations", [4, 8, 9, 12])
+def test_hog_orientation_edges_and_extreme_scales_match_skimage(orientations):
+    """Binning without atan2: gradients lying exactly on bin edges (integer maps: 0, 45, 90, 135
+    degrees and their negatives, which hit the edges of 4, 8 and 12 bins), huge and tiny scales
+    (where the squares over/underflow and the kernel falls back to hypot)."""
+    ints = RNG.integers(-2, 3, size=(3, 16, 16)).astype(np.float64)
+    ints[1, :, ::2] = 0.0  # purely vertical / horizontal gradients
+    ints[2] = np.add.outer(np.arange(16.0), np.arange(16.0))  # 45-degree gradients everywhere
+    ints[2, 8:] = -ints[2, 8:]
+    got = hog_features(ints, orientations, (4, 4), (2, 2))
+    want = hog_features_ref(ints, orientations, (4, 4), (2, 2))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # skimage overflows at 1e150 (float32 histograms) and the squares of the gradients do too;
+    # there the kernel takes hypot, and the eps of the
+    # L2-Hys norm is negligible, so the features equal those of the same map at scale 1e3
+    m = RNG.normal(size=(2, 16, 16))
+    np.testing.assert_allclose(hog_features(1e150 * m, orientations, (4, 4), (2, 2)),
+                               hog_features_ref(1e3 * m, orientations, (4, 4), (2, 2)),
+                               rtol=1e-5, atol=1e-6)
+    tiny = hog_features(1e-200 * m, orientations, (4, 4), (2, 2))  # eps-dominated: all ~0
+    np.testing.assert_allclose(tiny, hog_features_ref(1e-200 * m, orientations, (4, 4), (2, 2)),
+                               atol=1e-12)
+
+
 def test_hog_pearson_constant_is_nan():
     a, _ = _pairs(n=1, h=16, w=16)
     assert np.isnan(hog_pearson(a, np.zeros_like(a), 9, (4, 4), (2, 2))[0])
