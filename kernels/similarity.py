@@ -34,6 +34,7 @@ import numpy as np
 from ._validate import as_array, check_choice
 
 __all__ = [
+    "MEASURES", "MapSimilarity",
     "spearman", "spearman_ref",
     "ssim", "ssim_ref",
     "hog_features", "hog_features_ref", "hog_pearson", "hog_pearson_ref",
@@ -553,6 +554,163 @@ def hog_pearson(a, b, orientations: int = 9, pixels_per_cell=(8, 8), cells_per_b
     fa = hog_features(a, orientations, pixels_per_cell, cells_per_block)
     fb = hog_features(b, orientations, pixels_per_cell, cells_per_block)
     return _rowwise_pearson_nb(fa, fb)
+
+
+# ----------------------------------------------------------------------------- all four, one reference
+@numba.njit(cache=True, error_model="numpy")
+def _ranks_and_square_sum(v, absolute, fb, cnt, idx, tmp, r2):
+    # doubled ranks into r2; returns (not constant, sum of r2 ** 2)
+    if not _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
+        return False, 0
+    s = 0
+    for j in range(r2.shape[0]):
+        s += r2[j] * r2[j]
+    return True, s
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _spearman_vs(r2a, saa, ok_a, v, absolute, fb, cnt, idx, tmp, rb):
+    # Spearman of a map whose doubled ranks r2a (square sum saa) are known, against v; the
+    # arithmetic of _spearman_rows, so the values are identical to spearman().
+    if not ok_a:
+        return np.nan
+    ok_b, sbb = _ranks_and_square_sum(v, absolute, fb, cnt, idx, tmp, rb)
+    if not ok_b:
+        return np.nan
+    p = rb.shape[0]
+    m2 = p * (p + 1) * (p + 1)
+    sab = 0
+    for j in range(p):
+        sab += r2a[j] * rb[j]
+    r = (sab - m2) / math.sqrt(float(saa - m2) * float(sbb - m2))
+    return max(-1.0, min(1.0, r))
+
+
+@numba.njit(cache=True, parallel=True)
+def _reference_nb(ref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, do_hog, lo, hi, ce, se, cr, cc, br,
+                  bc, nchunks):
+    n, h, w = ref.shape
+    p = h * w
+    for c in numba.prange(nchunks):
+        fb = np.empty(p, dtype=np.float64)
+        cnt = np.empty((8, 512), dtype=np.int64)
+        idx = np.empty(p, dtype=np.int64)
+        tmp = np.empty(p, dtype=np.int64)
+        absmap = np.empty((h, w), dtype=np.float64)
+        hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
+        blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
+        for i in range(c * n // nchunks, (c + 1) * n // nchunks):
+            v = ref[i].reshape(p)
+            ok_a[i], ss_a[i] = _ranks_and_square_sum(v, True, fb, cnt, idx, tmp, r2a[i])
+            ok_s[i], ss_s[i] = _ranks_and_square_sum(v, False, fb, cnt, idx, tmp, r2s[i])
+            if do_hog:
+                for y in range(h):
+                    for x in range(w):
+                        absmap[y, x] = abs(ref[i, y, x])
+                _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, fref[i])
+
+
+@numba.njit(cache=True, parallel=True)
+def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, out, win, c1, c2,
+                cov_norm, do_hog, lo, hi, ce, se, cr, cc, br, bc, nchunks):
+    n, h, w = other.shape
+    p = h * w
+    for c in numba.prange(nchunks):
+        fb = np.empty(p, dtype=np.float64)
+        cnt = np.empty((8, 512), dtype=np.int64)
+        idx = np.empty(p, dtype=np.int64)
+        tmp = np.empty(p, dtype=np.int64)
+        rb = np.empty(p, dtype=np.int64)
+        absmap = np.empty((h, w), dtype=np.float64)
+        hs = np.empty((5, h, w - win + 1), dtype=np.float64)
+        hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
+        blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
+        fo = np.empty(fref.shape[1], dtype=np.float64)
+        for i in range(c * n // nchunks, (c + 1) * n // nchunks):
+            v = other[i].reshape(p)
+            out[0, i] = _spearman_vs(r2a[i], ss_a[i], ok_a[i], v, True, fb, cnt, idx, tmp, rb)
+            out[1, i] = _spearman_vs(r2s[i], ss_s[i], ok_s[i], v, False, fb, cnt, idx, tmp, rb)
+            for y in range(h):
+                for x in range(w):
+                    absmap[y, x] = abs(other[i, y, x])
+            out[2, i] = _ssim_one(absref[i], absmap, win, c1, c2, cov_norm, hs)
+            if do_hog:
+                _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, fo)
+                out[3, i] = _pearson(fref[i], fo)
+            else:
+                out[3, i] = np.nan
+
+
+#: the measures of MapSimilarity, in the order of its output
+MEASURES = ("spearman_abs", "spearman", "ssim", "hog")
+
+
+class MapSimilarity:
+    """The four similarity measures of the sanity checks, of many map sets against one reference.
+
+    ``MapSimilarity(ref, data_range=1.0)(other)`` returns ``{"spearman_abs", "spearman", "ssim",
+    "hog"}``, each ``(N,)`` float64, with exactly the values of ``spearman(|ref|, |other|)``,
+    ``spearman(ref, other)``, ``ssim(|ref|, |other|, data_range, win_size)`` and
+    ``hog_pearson(|ref|, |other|, orientations, pixels_per_cell, cells_per_block)``
+    (``pixels_per_cell=None``: no HOG, NaN).  The reference's ranks and HOG features are computed
+    once, in the constructor; each call ranks, filters and bins only ``other``, all four measures
+    in one parallel pass over the images (the cascading test compares ~10 map sets with one
+    reference).  ``identical()`` is what a call on ``ref`` itself returns, without computing it.
+    """
+
+    def __init__(self, ref, *, data_range: float = 1.0, win_size: int = 7, orientations: int = 9,
+                 pixels_per_cell: tuple[int, int] | None = (8, 8),
+                 cells_per_block: tuple[int, int] = (2, 2)):
+        r = as_array(ref, "ref", ndim=3)
+        self.ref, _, self.data_range, self.win_size = _ssim_args(r, r, data_range, win_size, 0.01, 0.03)
+        self.ref = np.ascontiguousarray(self.ref, dtype=np.float64)
+        n, h, w = self.ref.shape
+        npx = self.win_size ** 2
+        self._ssim = (self.win_size, (0.01 * self.data_range) ** 2, (0.03 * self.data_range) ** 2,
+                      npx / (npx - 1.0))
+        self.do_hog = pixels_per_cell is not None
+        if self.do_hog:
+            _, nb, cr, cc, br, bc = _hog_args(self.ref[:1], orientations, pixels_per_cell,
+                                              cells_per_block, name="ref")
+            nf = int(_hog_size(h, w, nb, cr, cc, br, bc))
+        else:
+            nb, cr, cc, br, bc, nf = 1, 1, 1, 1, 1, 1
+        self._hog = (*_hog_edges(nb), cr, cc, br, bc)
+        p = h * w
+        self._r2a = np.empty((n, p), dtype=np.int64)
+        self._r2s = np.empty((n, p), dtype=np.int64)
+        self._ok_a = np.empty(n, dtype=np.bool_)
+        self._ok_s = np.empty(n, dtype=np.bool_)
+        self._ss_a = np.empty(n, dtype=np.int64)
+        self._ss_s = np.empty(n, dtype=np.int64)
+        self._fref = np.zeros((n, nf), dtype=np.float64)
+        self._absref = np.abs(self.ref)
+        _reference_nb(self.ref, self._r2a, self._ok_a, self._ss_a, self._r2s, self._ok_s,
+                      self._ss_s, self._fref, self.do_hog, *self._hog, self._chunks())
+
+    def _chunks(self) -> int:
+        n = self.ref.shape[0]
+        return max(1, min(n, 4 * numba.get_num_threads()))
+
+    def __call__(self, other) -> dict[str, np.ndarray]:
+        o = as_array(other, "other", ndim=3)
+        if o.shape != self.ref.shape:
+            raise ValueError(f"other must have the reference's shape {self.ref.shape}, got {o.shape}")
+        o = np.ascontiguousarray(o, dtype=np.float64)
+        out = np.empty((4, o.shape[0]), dtype=np.float64)
+        _compare_nb(self._absref, self._r2a, self._ok_a, self._ss_a, self._r2s, self._ok_s,
+                    self._ss_s, self._fref, o, out, *self._ssim, self.do_hog, *self._hog,
+                    self._chunks())
+        return dict(zip(MEASURES, out))
+
+    def identical(self) -> dict[str, np.ndarray]:
+        """``self(ref)`` without the work: 1 everywhere, NaN where ``ref`` (Spearman) or its HOG
+        features are constant; SSIM of a map with itself is exactly 1."""
+        one = np.ones(self.ref.shape[0])
+        hog_ok = np.ptp(self._fref, axis=1) > 0 if self.do_hog else np.zeros(len(one), dtype=bool)
+        return {"spearman_abs": np.where(self._ok_a, one, np.nan),
+                "spearman": np.where(self._ok_s, one, np.nan), "ssim": one.copy(),
+                "hog": np.where(hog_ok, one, np.nan)}
 
 
 # ----------------------------------------------------------------------------- Sobel

@@ -157,3 +157,35 @@ def test_sobel_matches_ndimage(mode):
     np.testing.assert_allclose(sobel_edges(x[:1, :1], "sum", mode)[0], direct, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="reduce must be one of"):
         sobel_edges(x, "mean")
+
+
+def test_map_similarity_equals_the_separate_measures():
+    """MapSimilarity (reference ranks and HOG features computed once, one fused pass per call)
+    gives exactly the values of spearman / ssim / hog_pearson on the same pairs, constant maps
+    included; identical() is exactly a call on the reference itself."""
+    from kernels.similarity import MEASURES, MapSimilarity
+
+    a, b = _pairs(n=6, h=16, w=16)
+    a[4] = 0.0          # constant reference: Spearman and HOG NaN
+    b[5] = 0.25         # constant other
+    a[3] = np.round(a[3])  # ties
+    comp = MapSimilarity(a, data_range=2.0, win_size=5, pixels_per_cell=(4, 4))
+    for k, other in enumerate((b, a, -b)):
+        got = comp(other)
+        assert tuple(got) == MEASURES
+        want = {"spearman_abs": spearman(a, other, absolute=True), "spearman": spearman(a, other),
+                "ssim": ssim(np.abs(a), np.abs(other), data_range=2.0, win_size=5),
+                "hog": hog_pearson(np.abs(a), np.abs(other), 9, (4, 4), (2, 2))}
+        for m in MEASURES:
+            np.testing.assert_array_equal(got[m], want[m], err_msg=f"{m}, other #{k}")
+    same, ident = comp(a), comp.identical()
+    for m in MEASURES:
+        np.testing.assert_array_equal(same[m], ident[m], err_msg=m)
+    assert np.isnan(ident["spearman"][4]) and np.isnan(ident["hog"][4]) and ident["ssim"][4] == 1.0
+    no_hog = MapSimilarity(a, data_range=2.0, win_size=5, pixels_per_cell=None)(b)
+    assert np.isnan(no_hog["hog"]).all()
+    np.testing.assert_array_equal(no_hog["ssim"], comp(b)["ssim"])
+    with pytest.raises(ValueError, match="reference's shape"):
+        comp(b[:3])
+    with pytest.raises(ValueError, match="win_size"):
+        MapSimilarity(a, win_size=4)

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels.similarity import hog_pearson, spearman, ssim
+from kernels.similarity import MapSimilarity
 from suite.metrics.expectations import expect_failure
 from suite.metrics.randomization import (NOISE_MODES, cascading_models, independent_models,
                                          noisy_model)
@@ -172,28 +172,40 @@ def hog_cell(h: int, w: int) -> int:
     return max(2, (min(h, w) // 4) // 2 * 2)
 
 
-def similarities(ref: np.ndarray, other: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-image similarity of normalised (N, H, W) maps under every measure of ``SIMILARITIES``.
-
-    NaN (a constant map) is returned as 0; ``n_constant`` counts those images.
-    """
-    if ref.shape != other.shape or ref.ndim != 3:
-        raise ValueError(f"similarities expects two (N, H, W) arrays, got {ref.shape}, {other.shape}")
-    ra, oa = np.abs(ref), np.abs(other)
+def comparer(ref: np.ndarray) -> MapSimilarity:
+    """The batched similarity measures against normalised (N, H, W) reference maps: the
+    reference's ranks and HOG features are computed once, each compared set in one parallel pass
+    (``kernels.similarity.MapSimilarity``). SSIM: data range 1, window ``min(7, ...)``; HOG cells
+    of ``hog_cell(H, W)`` pixels (none, NaN, on maps smaller than two cells)."""
+    ref = np.asarray(ref)
+    if ref.ndim != 3:
+        raise ValueError(f"reference maps must be (N, H, W), got shape {ref.shape}")
     h, w = ref.shape[1:]
-    out = {"spearman_abs": spearman(ra, oa), "spearman": spearman(ref, other)}
-    out["ssim"] = ssim(ra, oa, data_range=1.0, win_size=min(7, (min(h, w) - 1) // 2 * 2 + 1))
     cell = hog_cell(h, w)
-    if min(h, w) >= 2 * cell:
-        out["hog"] = hog_pearson(ra, oa, pixels_per_cell=(cell, cell), cells_per_block=(2, 2))
-    else:
-        out["hog"] = np.full(len(ref), np.nan)
-    nan = np.zeros(len(ref), dtype=bool)
+    return MapSimilarity(ref, data_range=1.0, win_size=min(7, (min(h, w) - 1) // 2 * 2 + 1),
+                         pixels_per_cell=(cell, cell) if min(h, w) >= 2 * cell else None)
+
+
+def _finish(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    # NaN (a constant map) counts as 0; n_constant flags those images
+    nan = np.zeros(len(out["ssim"]), dtype=bool)
     for k in ("spearman_abs", "spearman", "hog"):
         nan |= np.isnan(out[k])
         out[k] = np.nan_to_num(out[k], nan=0.0)
     out["n_constant"] = nan
     return out
+
+
+def similarities(ref: np.ndarray, other: np.ndarray,
+                 comp: MapSimilarity | None = None) -> dict[str, np.ndarray]:
+    """Per-image similarity of normalised (N, H, W) maps under every measure of ``SIMILARITIES``.
+
+    NaN (a constant map) is returned as 0; ``n_constant`` counts those images. ``comp``: a
+    ``comparer(ref)`` to reuse (the reference's side is then not recomputed).
+    """
+    if ref.shape != other.shape or ref.ndim != 3:
+        raise ValueError(f"similarities expects two (N, H, W) arrays, got {ref.shape}, {other.shape}")
+    return _finish((comp or comparer(ref))(other))
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -306,9 +318,11 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
         trained = normalize_maps(_maps(model, model_name, method, x, target, **kw), how)
     else:
         trained = ref
+    comp = comparer(ref)
     rng = np.random.default_rng(seed)
-    floor = similarities(ref, rng.uniform(-1.0, 1.0, ref.shape))
-    names, sims, accs, agrees, examples = ["trained"], [similarities(ref, trained)], [], [], [trained]
+    floor = similarities(ref, rng.uniform(-1.0, 1.0, ref.shape), comp)
+    first = _finish(comp.identical()) if trained is ref else similarities(ref, trained, comp)
+    names, sims, accs, agrees, examples = ["trained"], [first], [], [], [trained]
     nan2 = (float("nan"), float("nan"))
     acc0 = _accuracy(model, x, labels, target, device, batch_size) if accuracy else nan2
     accs.append(acc0[0])
@@ -317,7 +331,7 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
     for name, m in steps:
         maps = normalize_maps(_maps(m, model_name, method, x, target, **kw), how)
         names.append(name)
-        sims.append(similarities(ref, maps))
+        sims.append(similarities(ref, maps, comp))
         acc, agree = _accuracy(m, x, labels, target, device, batch_size) if accuracy else nan2
         accs.append(acc)
         agrees.append(agree)
@@ -480,7 +494,7 @@ def details(result: SanityResult, verdict: SanityVerdict | None) -> dict[str, An
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
-__all__ = ["CALIBRATION", "MARGIN", "MIN_PERMUTED_TRAIN_ACC", "THRESHOLD_INDEPENDENT", "NOISE_LEVELS", "N_IMAGES", "PRIMARY", "SIMILARITIES",
+__all__ = ["CALIBRATION", "comparer", "MARGIN", "MIN_PERMUTED_TRAIN_ACC", "THRESHOLD_INDEPENDENT", "NOISE_LEVELS", "N_IMAGES", "PRIMARY", "SIMILARITIES",
            "SanityResult", "SanityVerdict", "THRESHOLD", "cascading_randomization",
            "check_calibration", "data_randomization", "details", "hog_cell",
            "independent_randomization", "model_noise", "normalize_maps", "plot_curves",
