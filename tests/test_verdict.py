@@ -58,3 +58,27 @@ def test_expectation_table_matches_by_pattern_and_needs_a_source():
     finally:
         del EXPECTATIONS[n:]
     assert isinstance(EXPECTATIONS, list) and all(isinstance(x, Expectation) and x.source for x in EXPECTATIONS)
+
+
+def test_oracle_check_known_answers():
+    """ORACLE_RULE: gap to chance closed and absolute advantage, both directions."""
+    from suite.metrics.verdict import ORACLE_MIN_ADVANTAGE, ORACLE_MIN_GAP_CLOSED, oracle_check
+
+    assert (ORACLE_MIN_GAP_CLOSED, ORACLE_MIN_ADVANTAGE) == (0.5, 0.05)
+    # ROAR-like (lower is better), chance 0.2: random 0.4, oracle 0.25 closes 0.15 / 0.2 = 75%
+    c = oracle_check(0.25, 0.4, chance=0.2, higher_is_better=False)
+    assert c.advantage == pytest.approx(0.15) and c.gap_closed == pytest.approx(0.75) and c.passes
+    # narrow: oracle 0.35 closes 25%
+    c = oracle_check(0.35, 0.4, chance=0.2, higher_is_better=False)
+    assert c.gap_closed == pytest.approx(0.25) and not c.passes
+    # random already near chance: 100% of a 0.02 gap is not a wide margin (advantage < 0.05)
+    c = oracle_check(0.2, 0.22, chance=0.2, higher_is_better=False)
+    assert c.gap_closed == pytest.approx(1.0) and not c.passes
+    # KAR-like (higher is better): random 0.5, oracle 0.9, chance 0.1 -> closes 0.4 / 0.4
+    c = oracle_check(0.9, 0.5, chance=0.1, higher_is_better=True)
+    assert c.gap_closed == pytest.approx(1.0) and c.passes
+    # an oracle worse than random
+    assert not oracle_check(0.5, 0.4, chance=0.2, higher_is_better=False).passes
+    assert "oracle" in oracle_check(0.25, 0.4, chance=0.2, higher_is_better=False).as_dict()["rule"]
+    with pytest.raises(ValueError, match="chance"):
+        oracle_check(0.2, 0.4, chance=0.0, higher_is_better=False)

@@ -84,18 +84,24 @@ KAR = register_metric(MetricSpec(
 _ROAR_REASON = "no better than a random ranking under ROAR (retraining)"
 for _m in ("gradient", "intgrad", "guidedbp"):
     expect_failure("roar", _m, reason=f"{_m}: {_ROAR_REASON}",
-                   source=_HOOKER + ", Sec. 5 and Fig. 4: gradient (GRAD), integrated gradients "
-                   "(IG) and guided backprop (GB) are worse than or on par with a random "
-                   "assignment of importance")
-    expect_failure("kar", _m, reason=f"{_m}: KAR does not separate it from a random ranking",
-                   source=_HOOKER + ", Sec. 5 and Fig. 5/appendix (KAR): KAR is a poor "
-                   "discriminator; the base estimators do not outperform the random baseline")
+                   source=_HOOKER + ", Sec. 4.3.2 and Fig. 4 (left): the base estimators gradient "
+                   "(GRAD), integrated gradients (IG) and guided backprop (GB) perform worse than "
+                   "a random assignment of feature importance (Table 2: ImageNet, t = 0.9, GRAD "
+                   "66.75, IG 68.20, GB 70.38 vs random 63.53; lower is better)")
+expect_failure("roar", "smoothgrad", reason=f"smoothgrad: {_ROAR_REASON}",
+               source=_HOOKER + ", Sec. 4.3.3 and Fig. 4 (middle; caption): classic SmoothGrad "
+               "(SG) is less accurate than a random assignment of importance, unlike SG-SQ and "
+               "VarGrad, which far outperform it")
+# KAR: no rows for the base estimators. The paper calls KAR "a poor discriminator between
+# estimators" (Sec. 6.3, Fig. 5) but its Table 2 has GRAD, IG and GB above random under KAR
+# (ImageNet, keep 10%: 67.63, 70.38, 71.03 vs 63.60), so failing to beat random is not expected.
 
 for _metric in ("roar", "kar"):
     expect_failure(_metric, "sobel", reason="sobel is a model-independent control ranking (edges of "
                    "the input); nothing requires it to beat a random ranking",
-                   source=_HOOKER + ", Sec. 4.1: the Sobel edge filter is a control variant, not "
-                   "an attribution method")
+                   source=_HOOKER + ", Sec. 4.1 (control variants: a lower bound, independent of "
+                   "the model) and Table 2 (under ROAR Sobel degrades accuracy less than random "
+                   "at every threshold, e.g. ImageNet t = 0.9: 65.94 vs 63.53)")
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -323,7 +329,8 @@ def run_case(case, ds, trained, ctx, record, *, mode: str) -> RoarResult:
     """What ``cases/test_roar.py`` and ``cases/test_kar.py`` do: evaluate the case's method and
     the random control (same cached machinery), record curves, score, baseline, verdict and a
     picture, then apply the shared beat-random check (the random case checks its own curve)."""
-    from suite.metrics.verdict import check_beats_random, compare_to_random, record_verdict
+    from suite.metrics.verdict import (assert_oracle, check_beats_random, compare_to_random,
+                                       oracle_check, record_verdict)
 
     res = evaluate(ctx, ds, trained, case.method, mode=mode)
     rnd = res if case.method == "random" else evaluate(ctx, ds, trained, "random", mode=mode)
@@ -360,6 +367,13 @@ def run_case(case, ds, trained, ctx, record, *, mode: str) -> RoarResult:
         return res
     verdict = compare_to_random(res.seed_scores(), rnd.seed_scores(),
                                 higher_is_better=res.higher_is_better)
+    oracle = None
+    if case.method == "oracle":   # the benchmark's own check: if this fails, the metric is broken
+        oracle = oracle_check(res.score, rnd.score, chance=1.0 / ds.num_classes,
+                              higher_is_better=res.higher_is_better)
+        details["oracle_check"] = oracle.as_dict()
     record_verdict(record, verdict, curves=curves, details=details)
     check_beats_random(case, verdict)
+    if oracle is not None:
+        assert_oracle(case, oracle, name)
     return res

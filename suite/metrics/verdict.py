@@ -117,3 +117,58 @@ def check_beats_random(case, verdict: Verdict, *, what: str = "") -> None:
         f"{case.dataset}/{case.model}: score {verdict.score:.4g} vs random {verdict.baseline:.4g} "
         f"({direction} is better; advantage {verdict.advantage:.4g} <= required margin "
         f"{verdict.margin:.4g})")
+
+
+# -- the benchmark's own check: the ground-truth oracle -----------------------------------------
+
+#: the oracle must close at least this fraction of the gap between random's score and chance ...
+ORACLE_MIN_GAP_CLOSED = 0.5
+#: ... and beat random by at least this much accuracy (so a random baseline already at chance,
+#: where any gap closes trivially, cannot pass the check)
+ORACLE_MIN_ADVANTAGE = 0.05
+ORACLE_RULE = (f"the oracle (ground-truth mask) must beat random by a wide margin: it closes at "
+               f">= {ORACLE_MIN_GAP_CLOSED:.0%} of the gap between random's score and chance "
+               f"accuracy (1/classes), and its advantage is >= {ORACLE_MIN_ADVANTAGE}")
+
+
+@dataclass(frozen=True)
+class OracleCheck:
+    oracle: float
+    random: float
+    chance: float
+    advantage: float       # random - oracle for lower-is-better scores (positive: oracle better)
+    gap_closed: float      # advantage / |random - chance|
+    passes: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rule": ORACLE_RULE}
+
+
+def oracle_check(oracle_score: float, random_score: float, *, chance: float,
+                 higher_is_better: bool, min_gap_closed: float = ORACLE_MIN_GAP_CLOSED,
+                 min_advantage: float = ORACLE_MIN_ADVANTAGE) -> OracleCheck:
+    """Apply ``ORACLE_RULE`` to accuracy-type scores whose worst value is ``chance``.
+
+    Lower is better (ROAR, ROAD-MoRF): removing the object should bring the accuracy to chance,
+    so ``gap_closed = (random - oracle) / (random - chance)``; 1 means the oracle's removal is as
+    destructive as it can be. Higher is better (KAR, LeRF): mirrored. A metric whose oracle fails
+    this on a dataset with ground-truth masks is broken (a ranking bug, or leakage of the removed
+    region's shape), not the oracle.
+    """
+    if not 0.0 < chance < 1.0:
+        raise ValueError(f"chance must be in (0, 1), got {chance}")
+    sign = 1.0 if higher_is_better else -1.0
+    advantage = sign * (oracle_score - random_score)
+    room = abs(random_score - chance)
+    closed = advantage / room if room > 0 else 0.0
+    return OracleCheck(float(oracle_score), float(random_score), float(chance), float(advantage),
+                       float(closed), bool(closed >= min_gap_closed and advantage >= min_advantage))
+
+
+def assert_oracle(case, check: OracleCheck, what: str) -> None:
+    """Fail the oracle case (AssertionError with the numbers) when ``check`` does not pass."""
+    assert check.passes, (
+        f"oracle check failed under {what} on {case.dataset}/{case.model}: oracle {check.oracle:.4g} "
+        f"vs random {check.random:.4g} (chance {check.chance:.3g}): advantage "
+        f"{check.advantage:.4g}, gap to chance closed {check.gap_closed:.0%}. {ORACLE_RULE}; "
+        "failing it means the metric is broken, not the oracle")
