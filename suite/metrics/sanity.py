@@ -81,6 +81,11 @@ _SMOKE_DATA = ("digits", "shapes")
 _SMALL_DATA = ("digits", "shapes")
 _ALL_METHODS = ("gradient", "guidedbp", "gradcam", "ggcam", "intgrad", "smoothgrad", "random",
                 "sobel")
+#: paper scale (opt-in): Adebayo et al.'s methods (gradient, SmoothGrad, gradient x input, guided
+#: backprop, Grad-CAM, guided Grad-CAM, integrated gradients), DeconvNet, the controls; their
+#: CNN and MLP (on MNIST / Fashion-MNIST) plus ResNet8, on every dataset present
+_PAPER = dict(models=("simplecnn", "mlp", "resnet8"), datasets=None,
+              methods=_ALL_METHODS + ("ixg", "deconvnet"))
 #: images per case
 N_IMAGES = {"smoke": 16, "small": 64, "paper": 512}
 
@@ -88,35 +93,39 @@ CASCADE = register_metric(MetricSpec(
     "sanity_cascade", description="cascading model-parameter randomization (Adebayo et al. 2018): "
     "similarity of each method's maps to the trained model's as layers are re-initialised from the "
     "logits down; lower after full randomization is better", higher_is_better=False,
-    models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
-    datasets={"smoke": _SMOKE_DATA, "small": _SMALL_DATA},
-    methods={"smoke": _ALL_METHODS, "small": _ALL_METHODS + ("ixg", "deconvnet")}))
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": _PAPER["models"]},
+    datasets={"smoke": _SMOKE_DATA, "small": _SMALL_DATA, "paper": None},
+    methods={"smoke": _ALL_METHODS, "small": _ALL_METHODS + ("ixg", "deconvnet"),
+             "paper": _PAPER["methods"]}))
 
 INDEPENDENT = register_metric(MetricSpec(
     "sanity_independent", description="independent layer randomization (Adebayo et al. 2018): one "
     "layer re-initialised at a time; the score is the similarity at the layer the map is least "
     "sensitive to", higher_is_better=False,
-    models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
-    datasets={"smoke": ("digits",), "small": _SMALL_DATA},
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": _PAPER["models"]},
+    datasets={"smoke": ("digits",), "small": _SMALL_DATA, "paper": None},
     methods={"smoke": ("gradient", "guidedbp", "gradcam", "sobel"),
-             "small": ("gradient", "guidedbp", "gradcam", "ggcam", "sobel")}))
+             "small": ("gradient", "guidedbp", "gradcam", "ggcam", "sobel"),
+             "paper": _PAPER["methods"]}))
 
 NOISE = register_metric(MetricSpec(
     "sanity_noise", description="model noise test: weights x N(1, s^2) for growing s; accuracy and "
     "map similarity must barely change at s = 0.001 and collapse at s = 2", higher_is_better=False,
-    models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
-    datasets={"smoke": ("digits",), "small": ("digits",)},
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": _PAPER["models"]},
+    datasets={"smoke": ("digits",), "small": ("digits",), "paper": None},
     methods={"smoke": ("gradient", "guidedbp", "random", "sobel"),
-             "small": ("gradient", "guidedbp", "gradcam", "random", "sobel")}))
+             "small": ("gradient", "guidedbp", "gradcam", "random", "sobel"),
+             "paper": _PAPER["methods"]}))
 
 DATARAND = register_metric(MetricSpec(
     "sanity_datarand", description="data randomization test (Adebayo et al. 2018): similarity of "
     "the maps of a model trained on permuted labels to the true-label model's",
     higher_is_better=False,
-    models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
-    datasets={"smoke": ("digits",), "small": ("digits",)},
+    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": _PAPER["models"]},
+    datasets={"smoke": ("digits",), "small": ("digits",), "paper": None},
     methods={"smoke": ("gradient", "guidedbp", "gradcam", "sobel"),
-             "small": ("gradient", "guidedbp", "gradcam", "ggcam", "intgrad", "sobel")}))
+             "small": ("gradient", "guidedbp", "gradcam", "ggcam", "intgrad", "sobel"),
+             "paper": _PAPER["methods"]}))
 
 # -- published expected failures --------------------------------------------------------------
 
