@@ -16,3 +16,18 @@ def best(fn: Callable[[], object], repeats: int, *, warmup: bool = True) -> floa
         fn()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def best_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Best wall time of each function over ``repeats`` rounds, the functions called in turn
+    within a round (after one untimed warm-up round), so that a change of machine load during
+    the run hits every side alike; a ratio of two entries is a side-by-side measurement."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(max(1, repeats)):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}

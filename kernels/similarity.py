@@ -9,8 +9,8 @@ Contract:
   Ranks by an LSD radix sort over only the key bits that differ; the correlation in one pass of
   exact integer sums of doubled ranks (agrees with scipy to ~1e-16); parallel over pairs from
   2**20 values in total (smaller batches on one thread, see ``_SPEARMAN_PARALLEL_MIN``).
-* :func:`ssim`: mean SSIM of each pair of ``(N, H, W)`` maps, exactly
-  ``skimage.metrics.structural_similarity(a, b, data_range=..., gaussian_weights=False,
+* :func:`ssim`: mean SSIM of each pair of ``(N, H, W)`` maps, as (to ~1e-15; window sums are
+  sliding sums) ``skimage.metrics.structural_similarity(a, b, data_range=..., gaussian_weights=False,
   win_size=7, K1=0.01, K2=0.03, use_sample_covariance=True)`` (uniform window, means over the
   windows centred at least ``(win_size-1)//2`` pixels from the border, so the filter's boundary
   mode never matters).  Always computed in float64 (skimage uses float32 for float32 inputs).
@@ -69,14 +69,13 @@ def _pearson(x, y):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
-    # r2[j] = 2 * (1-based average rank of v[j]) = i + k + 1 for a tie group at sorted positions
-    # i..k-1, an exact integer.  Returns False if v is constant.  The sort is an LSD radix sort of
-    # order-preserving uint64 keys with digits of up to 9 bits over only the bit range in which the keys
-    # differ (float32 data in float64: 5 passes, not 8), all digit histograms in one read.  When
-    # those bits and the index fit in 64 bits, the words (key bits << index bits | index) are sorted
-    # directly (no indirect key load per pass).
-    # fb: (p,) float64 scratch (holds the keys), cnt: (8, 512) int64, idx/tmp: (p,) int64.
+def _sort_index(v, absolute, fb, cnt, idx, tmp, srt):
+    # srt <- the indices of v (or |v|) in ascending order; returns False if v is constant.
+    # An LSD radix sort of order-preserving uint64 keys with digits of up to 9 bits over only the
+    # bit range in which the keys differ (float32 data in float64: 5 passes, not 8), all digit
+    # histograms in one read.  When those bits and the index fit in 64 bits, the words
+    # (key bits << index bits | index) are sorted directly (no indirect key load per pass).
+    # fb: (p,) float64 scratch (holds the keys), cnt: (8, 512) int64, idx/tmp/srt: (p,) int64.
     p = v.shape[0]
     for j in range(p):
         fb[j] = (abs(v[j]) if absolute else v[j]) + 0.0  # -0.0 + 0.0 == +0.0
@@ -141,15 +140,8 @@ def _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
                 cnt[s, d] += 1
             wsrc, wdst = wdst, wsrc
         imask = (np.uint64(1) << unb) - np.uint64(1)
-        i = 0
-        while i < p:
-            k = i + 1
-            ki = wsrc[i] >> unb
-            while k < p and (wsrc[k] >> unb) == ki:
-                k += 1
-            for t in range(i, k):
-                r2[np.int64(wsrc[t] & imask)] = i + k + 1
-            i = k
+        for t in range(p):
+            srt[t] = np.int64(wsrc[t] & imask)
         return True
     for j in range(p):
         k = keys[j] >> ulo
@@ -174,16 +166,73 @@ def _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
             dst[cnt[s, d]] = e
             cnt[s, d] += 1
         src, dst = dst, src
+    for t in range(p):
+        srt[t] = src[t]
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _group_ranks(sv, srt, r2):
+    # r2[srt[t]] = 2 * (1-based average rank) = i + k + 1 for a tie group at sorted positions
+    # i..k-1, an exact integer; sv: the values in ascending order (sv[t] is the value of srt[t])
+    p = srt.shape[0]
     i = 0
     while i < p:
         k = i + 1
-        ki = keys[src[i]]
-        while k < p and keys[src[k]] == ki:
+        ki = sv[i]
+        while k < p and sv[k] == ki:
             k += 1
+        val = i + k + 1
         for t in range(i, k):
-            r2[src[t]] = i + k + 1
+            r2[srt[t]] = val
         i = k
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _twice_ranks(v, absolute, fb, cnt, idx, tmp, srt, r2):
+    # doubled average ranks of v (or |v|) into r2; False if v is constant
+    if not _sort_index(v, absolute, fb, cnt, idx, tmp, srt):
+        return False
+    p = srt.shape[0]
+    for t in range(p):  # the keys in fb are no longer needed: fb holds the sorted values
+        e = v[srt[t]]
+        fb[t] = (abs(e) if absolute else e) + 0.0
+    _group_ranks(fb, srt, r2)
     return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _both_ranks(v, fb, cnt, idx, tmp, srt, aso, r2s, r2a):
+    # doubled ranks of v (r2s) and of |v| (r2a) from ONE sort of v: the ascending order of |v|
+    # is a linear merge of the negatives (from the most negative backwards) with the
+    # non-negatives (forwards). Returns (v not constant, |v| not constant).
+    # Scratch: fb (p,) float64, cnt (8, 512), idx/tmp/srt/aso (p,) int64.
+    if not _sort_index(v, False, fb, cnt, idx, tmp, srt):
+        return False, False   # v constant, so |v| constant too
+    p = srt.shape[0]
+    sv = fb
+    k0 = p
+    for t in range(p):
+        sv[t] = v[srt[t]] + 0.0
+        if k0 == p and sv[t] >= 0.0:
+            k0 = t
+    _group_ranks(sv, srt, r2s)
+    av = tmp.view(np.float64)
+    i = k0 - 1
+    j = k0
+    for t in range(p):
+        if j >= p or (i >= 0 and -sv[i] <= sv[j]):
+            av[t] = -sv[i]
+            aso[t] = srt[i]
+            i -= 1
+        else:
+            av[t] = sv[j]
+            aso[t] = srt[j]
+            j += 1
+    if av[0] == av[p - 1]:
+        return True, False
+    _group_ranks(av, aso, r2a)
+    return True, True
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -197,11 +246,12 @@ def _spearman_rows(a, b, absolute, out, lo, hi):
     cnt = np.empty((8, 512), dtype=np.int64)
     idx = np.empty(p, dtype=np.int64)
     tmp = np.empty(p, dtype=np.int64)
+    srt = np.empty(p, dtype=np.int64)
     ra = np.empty(p, dtype=np.int64)
     rb = np.empty(p, dtype=np.int64)
     for i in range(lo, hi):
-        if not _twice_ranks(a[i], absolute, fb, cnt, idx, tmp, ra) or \
-                not _twice_ranks(b[i], absolute, fb, cnt, idx, tmp, rb):
+        if not _twice_ranks(a[i], absolute, fb, cnt, idx, tmp, srt, ra) or \
+                not _twice_ranks(b[i], absolute, fb, cnt, idx, tmp, srt, rb):
             out[i] = np.nan  # a constant map
             continue
         sab = 0
@@ -278,45 +328,66 @@ def spearman(a, b, absolute: bool = False) -> np.ndarray:
 @numba.njit(cache=True, error_model="numpy")
 def _ssim_one(a, b, win, c1, c2, cov_norm, hs):
     # Mean SSIM of one pair of (H, W) maps; hs: (5, H, W - win + 1) float64 scratch.
+    # Window sums of x, y, xx, yy, xy by sliding sums (add the entering column / row, subtract the
+    # leaving one): O(1) per pixel instead of O(win); agrees with direct sums to ~1e-15.
     h, w = a.shape
     oh = h - win + 1
     ow = w - win + 1
     npx = float(win * win)
-    # horizontal window sums of x, y, xx, yy, xy
     for y in range(h):
-        for xo in range(ow):
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            s4 = 0.0
-            for k in range(win):
-                u = a[y, xo + k]
-                v = b[y, xo + k]
-                s0 += u
-                s1 += v
-                s2 += u * u
-                s3 += v * v
-                s4 += u * v
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        s4 = 0.0
+        for k in range(win):
+            u = a[y, k]
+            v = b[y, k]
+            s0 += u
+            s1 += v
+            s2 += u * u
+            s3 += v * v
+            s4 += u * v
+        hs[0, y, 0] = s0
+        hs[1, y, 0] = s1
+        hs[2, y, 0] = s2
+        hs[3, y, 0] = s3
+        hs[4, y, 0] = s4
+        for xo in range(1, ow):
+            u = a[y, xo + win - 1]
+            v = b[y, xo + win - 1]
+            u0 = a[y, xo - 1]
+            v0 = b[y, xo - 1]
+            s0 += u - u0
+            s1 += v - v0
+            s2 += u * u - u0 * u0
+            s3 += v * v - v0 * v0
+            s4 += u * v - u0 * v0
             hs[0, y, xo] = s0
             hs[1, y, xo] = s1
             hs[2, y, xo] = s2
             hs[3, y, xo] = s3
             hs[4, y, xo] = s4
     total = 0.0
-    for yo in range(oh):
-        for xo in range(ow):
-            m0 = 0.0
-            m1 = 0.0
-            m2 = 0.0
-            m3 = 0.0
-            m4 = 0.0
-            for k in range(win):
-                m0 += hs[0, yo + k, xo]
-                m1 += hs[1, yo + k, xo]
-                m2 += hs[2, yo + k, xo]
-                m3 += hs[3, yo + k, xo]
-                m4 += hs[4, yo + k, xo]
+    for xo in range(ow):
+        m0 = 0.0
+        m1 = 0.0
+        m2 = 0.0
+        m3 = 0.0
+        m4 = 0.0
+        for k in range(win):
+            m0 += hs[0, k, xo]
+            m1 += hs[1, k, xo]
+            m2 += hs[2, k, xo]
+            m3 += hs[3, k, xo]
+            m4 += hs[4, k, xo]
+        for yo in range(oh):
+            if yo > 0:
+                m0 += hs[0, yo + win - 1, xo] - hs[0, yo - 1, xo]
+                m1 += hs[1, yo + win - 1, xo] - hs[1, yo - 1, xo]
+                m2 += hs[2, yo + win - 1, xo] - hs[2, yo - 1, xo]
+                m3 += hs[3, yo + win - 1, xo] - hs[3, yo - 1, xo]
+                m4 += hs[4, yo + win - 1, xo] - hs[4, yo - 1, xo]
             ux = m0 / npx
             uy = m1 / npx
             vx = cov_norm * (m2 / npx - ux * ux)
@@ -558,31 +629,25 @@ def hog_pearson(a, b, orientations: int = 9, pixels_per_cell=(8, 8), cells_per_b
 
 # ----------------------------------------------------------------------------- all four, one reference
 @numba.njit(cache=True, error_model="numpy")
-def _ranks_and_square_sum(v, absolute, fb, cnt, idx, tmp, r2):
-    # doubled ranks into r2; returns (not constant, sum of r2 ** 2)
-    if not _twice_ranks(v, absolute, fb, cnt, idx, tmp, r2):
-        return False, 0
+def _square_sum(r2):
     s = 0
     for j in range(r2.shape[0]):
         s += r2[j] * r2[j]
-    return True, s
+    return s
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _spearman_vs(r2a, saa, ok_a, v, absolute, fb, cnt, idx, tmp, rb):
-    # Spearman of a map whose doubled ranks r2a (square sum saa) are known, against v; the
-    # arithmetic of _spearman_rows, so the values are identical to spearman().
-    if not ok_a:
-        return np.nan
-    ok_b, sbb = _ranks_and_square_sum(v, absolute, fb, cnt, idx, tmp, rb)
-    if not ok_b:
+def _spearman_known(r2a, saa, ok_a, rb, ok_b):
+    # Spearman from doubled ranks r2a (square sum saa) and rb: the arithmetic of _spearman_rows,
+    # so the values are identical to spearman()
+    if not (ok_a and ok_b):
         return np.nan
     p = rb.shape[0]
     m2 = p * (p + 1) * (p + 1)
     sab = 0
     for j in range(p):
         sab += r2a[j] * rb[j]
-    r = (sab - m2) / math.sqrt(float(saa - m2) * float(sbb - m2))
+    r = (sab - m2) / math.sqrt(float(saa - m2) * float(_square_sum(rb) - m2))
     return max(-1.0, min(1.0, r))
 
 
@@ -596,13 +661,16 @@ def _reference_nb(ref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, do_hog, lo, hi, c
         cnt = np.empty((8, 512), dtype=np.int64)
         idx = np.empty(p, dtype=np.int64)
         tmp = np.empty(p, dtype=np.int64)
+        srt = np.empty(p, dtype=np.int64)
+        aso = np.empty(p, dtype=np.int64)
         absmap = np.empty((h, w), dtype=np.float64)
         hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
         blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
         for i in range(c * n // nchunks, (c + 1) * n // nchunks):
             v = ref[i].reshape(p)
-            ok_a[i], ss_a[i] = _ranks_and_square_sum(v, True, fb, cnt, idx, tmp, r2a[i])
-            ok_s[i], ss_s[i] = _ranks_and_square_sum(v, False, fb, cnt, idx, tmp, r2s[i])
+            ok_s[i], ok_a[i] = _both_ranks(v, fb, cnt, idx, tmp, srt, aso, r2s[i], r2a[i])
+            ss_s[i] = _square_sum(r2s[i]) if ok_s[i] else 0
+            ss_a[i] = _square_sum(r2a[i]) if ok_a[i] else 0
             if do_hog:
                 for y in range(h):
                     for x in range(w):
@@ -611,8 +679,9 @@ def _reference_nb(ref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, do_hog, lo, hi, c
 
 
 @numba.njit(cache=True, parallel=True)
-def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, out, win, c1, c2,
+def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, rows, out, win, c1, c2,
                 cov_norm, do_hog, lo, hi, ce, se, cr, cc, br, bc, nchunks):
+    # other[j] against reference row rows[j]
     n, h, w = other.shape
     p = h * w
     for c in numba.prange(nchunks):
@@ -620,25 +689,30 @@ def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, out, win,
         cnt = np.empty((8, 512), dtype=np.int64)
         idx = np.empty(p, dtype=np.int64)
         tmp = np.empty(p, dtype=np.int64)
-        rb = np.empty(p, dtype=np.int64)
+        srt = np.empty(p, dtype=np.int64)
+        aso = np.empty(p, dtype=np.int64)
+        rbs = np.empty(p, dtype=np.int64)
+        rba = np.empty(p, dtype=np.int64)
         absmap = np.empty((h, w), dtype=np.float64)
         hs = np.empty((5, h, w - win + 1), dtype=np.float64)
         hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
         blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
         fo = np.empty(fref.shape[1], dtype=np.float64)
-        for i in range(c * n // nchunks, (c + 1) * n // nchunks):
-            v = other[i].reshape(p)
-            out[0, i] = _spearman_vs(r2a[i], ss_a[i], ok_a[i], v, True, fb, cnt, idx, tmp, rb)
-            out[1, i] = _spearman_vs(r2s[i], ss_s[i], ok_s[i], v, False, fb, cnt, idx, tmp, rb)
+        for j in range(c * n // nchunks, (c + 1) * n // nchunks):
+            i = rows[j]
+            v = other[j].reshape(p)
+            okbs, okba = _both_ranks(v, fb, cnt, idx, tmp, srt, aso, rbs, rba)
+            out[0, j] = _spearman_known(r2a[i], ss_a[i], ok_a[i], rba, okba)
+            out[1, j] = _spearman_known(r2s[i], ss_s[i], ok_s[i], rbs, okbs)
             for y in range(h):
                 for x in range(w):
-                    absmap[y, x] = abs(other[i, y, x])
-            out[2, i] = _ssim_one(absref[i], absmap, win, c1, c2, cov_norm, hs)
+                    absmap[y, x] = abs(other[j, y, x])
+            out[2, j] = _ssim_one(absref[i], absmap, win, c1, c2, cov_norm, hs)
             if do_hog:
                 _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, fo)
-                out[3, i] = _pearson(fref[i], fo)
+                out[3, j] = _pearson(fref[i], fo)
             else:
-                out[3, i] = np.nan
+                out[3, j] = np.nan
 
 
 #: the measures of MapSimilarity, in the order of its output
@@ -688,19 +762,33 @@ class MapSimilarity:
         _reference_nb(self.ref, self._r2a, self._ok_a, self._ss_a, self._r2s, self._ok_s,
                       self._ss_s, self._fref, self.do_hog, *self._hog, self._chunks())
 
-    def _chunks(self) -> int:
-        n = self.ref.shape[0]
+    def _chunks(self, n: int | None = None) -> int:
+        n = self.ref.shape[0] if n is None else n
         return max(1, min(n, 4 * numba.get_num_threads()))
 
-    def __call__(self, other) -> dict[str, np.ndarray]:
+    def __call__(self, other, rows=None) -> dict[str, np.ndarray]:
+        """Measures of ``other`` (N, H, W) against the reference; ``rows``: compare ``other[j]``
+        with reference map ``rows[j]`` instead (``other`` then holds ``len(rows)`` maps)."""
         o = as_array(other, "other", ndim=3)
-        if o.shape != self.ref.shape:
-            raise ValueError(f"other must have the reference's shape {self.ref.shape}, got {o.shape}")
+        n = self.ref.shape[0]
+        if rows is None:
+            want = self.ref.shape
+            r = np.arange(n, dtype=np.int64)
+        else:
+            r = np.asarray(rows)
+            if r.ndim != 1 or not np.issubdtype(r.dtype, np.integer) or len(r) == 0 \
+                    or r.min() < 0 or r.max() >= n:
+                raise ValueError(f"rows must be a 1-d array of reference indices in [0, {n}), "
+                                 f"got {rows!r}")
+            r = r.astype(np.int64)
+            want = (len(r),) + self.ref.shape[1:]
+        if o.shape != want:
+            raise ValueError(f"other must have the reference's shape {want}, got {o.shape}")
         o = np.ascontiguousarray(o, dtype=np.float64)
         out = np.empty((4, o.shape[0]), dtype=np.float64)
         _compare_nb(self._absref, self._r2a, self._ok_a, self._ss_a, self._r2s, self._ok_s,
-                    self._ss_s, self._fref, o, out, *self._ssim, self.do_hog, *self._hog,
-                    self._chunks())
+                    self._ss_s, self._fref, o, r, out, *self._ssim, self.do_hog, *self._hog,
+                    self._chunks(o.shape[0]))
         return dict(zip(MEASURES, out))
 
     def identical(self) -> dict[str, np.ndarray]:
