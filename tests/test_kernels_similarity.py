@@ -187,5 +187,10 @@ def test_map_similarity_equals_the_separate_measures():
     np.testing.assert_array_equal(no_hog["ssim"], comp(b)["ssim"])
     with pytest.raises(ValueError, match="reference's shape"):
         comp(b[:3])
+    full, sub = comp(b), comp(b[[5, 0, 3]], rows=[5, 0, 3])  # chosen reference rows
+    for m in MEASURES:
+        np.testing.assert_array_equal(sub[m], full[m][[5, 0, 3]], err_msg=m)
+    with pytest.raises(ValueError, match="reference indices in"):
+        comp(b[:1], rows=[6])
     with pytest.raises(ValueError, match="win_size"):
         MapSimilarity(a, win_size=4)
