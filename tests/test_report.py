@@ -406,3 +406,22 @@ def test_summary_lines_empty_and_long_names():
                                  "0 skipped  [scale —, —, —]"]
     long = results_of(case("n" * 300, "m" * 80, 0.1, outcome="failed", dataset="d" * 80))
     assert all(len(line) <= 100 for line in summary_lines(long))
+
+
+def test_many_curves_keep_the_axes_visible():
+    """A sanity-check group (8 methods x 5 curves): the legend gets columns and the figure grows,
+    so matplotlib never collapses the axes (it warned "axes sizes collapsed to zero" before)."""
+    import io
+    import warnings
+
+    from matplotlib import image as mpimg
+
+    from suite.report.plots import curves_png
+
+    group = [{"method": f"m{i}", "curves": [{"label": f"c{k}", "x": [0, 1, 2], "y": [1.0, 0.5, k / 5]}
+                                            for k in range(5)]} for i in range(8)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = curves_png(group, "sanity_cascade", {})
+    h, w = mpimg.imread(io.BytesIO(png)).shape[:2]
+    assert w > h > 300

@@ -63,7 +63,12 @@ def curves_png(group: list[Case], title: str, colors: dict[str, str],
     curves = [(case, c) for case in group for c in usable_curves(case)]
     if not curves:
         return None
-    fig = Figure(figsize=(7.2, 3.8), dpi=DPI, layout="constrained")
+    # the legend sits right of the axes: give it columns (and the figure height) to fit, so the
+    # axes keep their size when a group has many curves (sanity checks: ~5 per method)
+    ncol = 1 if len(curves) <= 16 else (2 if len(curves) <= 40 else 3)
+    rows = -(-len(curves) // ncol)
+    fig = Figure(figsize=(7.2 + 2.4 * (ncol - 1), max(3.8, 0.19 * rows + 0.9)), dpi=DPI,
+                 layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     n_per_case = {id(case): len(usable_curves(case)) for case, _ in curves}
@@ -94,7 +99,8 @@ def curves_png(group: list[Case], title: str, colors: dict[str, str],
     ax.set_title(title + (f"  ({direction})" if direction else ""), fontsize=11)
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8.5, frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8.5, frameon=False,
+              ncol=ncol)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
