@@ -3,12 +3,12 @@
 Every function here works on a ``copy.deepcopy`` of the model it is given: the trained model (and
 so the cached artifact it was loaded from) is never modified.
 
-Re-initialisation (``reinit_layer``): a copy of the layer is moved to the CPU, every module in it
-is reset with its own ``reset_parameters()`` (PyTorch's default init: Kaiming-uniform weights and
+Re-initialisation (``reinit_layer``): on a CPU model the layer itself, elsewhere a CPU copy of it,
+is reset module by module with its own ``reset_parameters()`` (PyTorch's default init: Kaiming-uniform weights and
 uniform biases for conv/linear, ones/zeros for norm layers) and ``reset_running_stats()`` where it
 has one, under ``torch.random.fork_rng`` seeded with ``layer_seed(seed, index)``; a module with
-parameters but no ``reset_parameters`` gets N(0, 0.01^2) draws. The values are then copied into the
-model's own tensors (device, dtype and ``requires_grad`` unchanged). ``index`` is the layer's
+parameters but no ``reset_parameters`` gets N(0, 0.01^2) draws. A copy's values are then copied
+into the model's own tensors (device, dtype and ``requires_grad`` unchanged). ``index`` is the layer's
 position in the model's declared order (input to output), so a layer receives the same new
 weights in the cascading and the independent test and in top-down and bottom-up order: the fully
 randomized model is the same whichever order reached it. The global RNG is left untouched.
@@ -47,7 +47,10 @@ def reinit_layer(model: nn.Module, layer: str, seed: int) -> None:
     Call it on a copy: it modifies ``model``.
     """
     sub = model.get_submodule(layer)
-    fresh = copy.deepcopy(sub).cpu()
+    on_cpu = all(t.device.type == "cpu" for t in sub.state_dict().values())
+    # on the CPU the reset can run in place (the same draws as on a copy); elsewhere it runs on a
+    # CPU copy whose values are then copied over, so that every device gets the same weights
+    fresh = sub if on_cpu else copy.deepcopy(sub).cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         with torch.no_grad():
@@ -59,6 +62,8 @@ def reinit_layer(model: nn.Module, layer: str, seed: int) -> None:
                         p.normal_(0.0, 0.01)
                 if callable(getattr(m, "reset_running_stats", None)):
                     m.reset_running_stats()
+    if fresh is sub:
+        return
     with torch.no_grad():
         for dst, src in zip(sub.state_dict(keep_vars=True).values(), fresh.state_dict().values()):
             dst.copy_(src.to(dst.device, dst.dtype))
