@@ -176,24 +176,24 @@ CALIBRATION = {"sobel": "model-independent: its map is the same at every step (s
 # -- similarity -------------------------------------------------------------------------------
 
 def normalize_maps(attr: np.ndarray | torch.Tensor, aggregation: str) -> np.ndarray:
-    """(N, C, H, W) maps -> (N, H, W) float32, channels pooled by ``aggregation`` (in float64),
-    each map divided by its maximum absolute value (an all-zero map stays zero).
+    """(N, C, H, W) maps -> (N, H, W) float32, channels pooled by ``aggregation``, each map
+    divided by its maximum absolute value (an all-zero map stays zero).
 
-    float32 is the precision of the attributions themselves; the similarity kernels widen it
-    exactly to float64, and the ranks sort on the 32 significant bits (about half the radix
-    passes of full float64 keys)."""
+    float32 throughout, the precision of the attributions themselves; the similarity kernels
+    widen it exactly to float64, and the ranks sort on the 32 significant bits (about half the
+    radix passes of full float64 keys)."""
     from suite.methods import aggregate
 
     a = attr.detach().cpu().numpy() if isinstance(attr, torch.Tensor) else np.asarray(attr)
     if a.ndim != 4:
         raise ValueError(f"normalize_maps expects (N, C, H, W), got shape {a.shape}")
-    a = a.astype(np.float64, copy=False)
+    a = a.astype(np.float32, copy=False)
     if a.shape[1] > 1:
         a = aggregate(a, aggregation)
     a = a[:, 0]
     scale = np.abs(a).reshape(len(a), -1).max(axis=1)
     scale[scale == 0] = 1.0
-    return (a / scale[:, None, None]).astype(np.float32)
+    return a / scale[:, None, None]
 
 
 def hog_cell(h: int, w: int) -> int:
