@@ -425,3 +425,14 @@ def test_many_curves_keep_the_axes_visible():
         png = curves_png(group, "sanity_cascade", {})
     h, w = mpimg.imread(io.BytesIO(png)).shape[:2]
     assert w > h > 300
+
+
+def test_calibration_rows_are_listed_but_not_ranked():
+    """Sanity-check controls (details.calibration) score the measure, not a method: no rank."""
+    group = [{"method": "gradient", "score": 0.1, "nodeid": "a"},
+             {"method": "sobel", "score": 1.0, "nodeid": "b", "details": {"calibration": "same map"}},
+             {"method": "random", "score": 0.0, "nodeid": "c", "details": {"calibration": "noise"}},
+             {"method": "guidedbp", "score": 0.7, "nodeid": "d"}]
+    ranked = rank_group(group, higher=False)
+    assert [(r, c["method"]) for r, c in ranked] == [(1, "gradient"), (2, "guidedbp"),
+                                                     (None, "random"), (None, "sobel")]

@@ -164,12 +164,19 @@ def rank_group(group: list[Case], higher: bool | None) -> list[tuple[int | None,
     """Cases ordered best first with their rank (1 = best; ties share the lower rank).
 
     Only cases with a finite score and a known direction get a rank; the others follow with rank
-    ``None``, ordered by method. Ties in score are broken by method then nodeid for display only.
+    ``None``, ordered by method, and so do calibration rows (``details.calibration`` set: the
+    sanity checks' random and sobel controls, whose score checks the measure, not a method).
+    Ties in score are broken by method then nodeid for display only.
     """
     def name_key(c: Case) -> tuple[str, str]:
         return (method_label(c), text(c.get("nodeid"), ""))
 
-    has_score = [higher is not None and as_score(c.get("score")) is not None for c in group]
+    def calibration(c: Case) -> bool:
+        d = c.get("details")
+        return isinstance(d, dict) and bool(d.get("calibration"))
+
+    has_score = [higher is not None and as_score(c.get("score")) is not None
+                 and not calibration(c) for c in group]
     scored = [c for c, ok in zip(group, has_score) if ok]
     unscored = sorted((c for c, ok in zip(group, has_score) if not ok), key=name_key)
     sign = -1.0 if higher else 1.0
