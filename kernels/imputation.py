@@ -9,17 +9,22 @@ Contract of :func:`impute`:
   system.  Multiplied by ``sum_j w_j`` the system is symmetric positive definite whenever at least
   one pixel of the image is kept (every 8-connected hole then touches a known pixel), one matrix
   per image shared by all channels.
-* Solved per image and channel by Jacobi-preconditioned conjugate gradients on the pixel grid
-  (a branch-free 8-neighbour stencil, vectorised), warm-started from the weighted mean of the
-  known neighbours, until ``||r||_{D^-1} <= tol ||b||_{D^-1}`` (D = the diagonal, b = the
-  known-neighbour part) with ``tol = 1e-12`` for float64 images (``_CG_TOL``: error against
-  ``scipy.sparse.linalg.spsolve`` ~5e-12) and ``tol = 1e-9`` for float32 images (``_CG_TOL32``:
-  error ~4e-9 before the cast, so the output is within one float32 ulp of the exactly rounded
-  solution).  With half the pixels removed CG needs ~21 (float32) or ~28 (float64)
-  iterations.  An image whose CG has not converged after ``_CG_MAXIT`` = 300 iterations (a badly
-  conditioned mask, e.g. almost everything removed) is solved **exactly** (up to float64
-  round-off) instead, with an envelope (skyline) Cholesky factorisation of its matrix, unknowns
-  numbered in row-major pixel order (relative error ~1e-12).
+* Solved per image, by one of two solvers, chosen per image from its mask by an estimated cost
+  (``_direct_cheaper``; the suite's 1x16x16 and 3x32x32 images practically always take the
+  first): **exactly** (up to float64 round-off, relative error ~1e-15 against
+  ``scipy.sparse.linalg.spsolve``) by a banded Cholesky factorisation of the image's matrix,
+  unknowns numbered in row-major pixel order (band width <= W + 1), one factorisation shared by all
+  channels; or, for large images where the factorisation (~ W^4) costs more, by
+  Jacobi-preconditioned conjugate gradients per channel on the pixel grid (a branch-free
+  8-neighbour stencil, vectorised), warm-started from the weighted mean of the known neighbours,
+  until ``||r||_{D^-1} <= tol ||b||_{D^-1}`` (D = the diagonal, b = the known-neighbour part) with
+  ``tol = 1e-12`` for float64 images (``_CG_TOL``: error ~5e-12) and ``tol = 1e-9`` for float32
+  images (``_CG_TOL32``: error ~4e-9 before the cast, so the output is within one float32 ulp of
+  the exactly rounded solution).  With half the pixels removed CG needs ~21 (float32) or ~28
+  (float64) iterations.  An image whose CG has not converged after ``_CG_MAXIT`` = 300
+  iterations (a badly conditioned mask, e.g. almost everything removed) is solved exactly
+  instead.  The choice depends only on the image's mask, so results do not depend on the batch
+  or the thread count.
 * Then Gaussian noise ``noise_std * z`` is added to the imputed pixels only (kept pixels are
   returned bit-for-bit).  ``z`` is a counter-based standard normal (one splitmix64 hash, Box-Muller on its two
   32-bit halves, so ``|z| <= 6.7``; ln and cos are branch-free polynomials, within 3e-15 of
@@ -50,9 +55,6 @@ _NEIGHBOURS = (
     (0, -1, 1.0 / 6), (0, 1, 1.0 / 6),
     (1, -1, 1.0 / 12), (1, 0, 1.0 / 6), (1, 1, 1.0 / 12),
 )
-_DR = np.array([d[0] for d in _NEIGHBOURS], dtype=np.int64)
-_DC = np.array([d[1] for d in _NEIGHBOURS], dtype=np.int64)
-_W = np.array([d[2] for d in _NEIGHBOURS], dtype=np.float64)
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
@@ -210,166 +212,6 @@ def normal_noise(ids, seed: int, size: int) -> np.ndarray:
     return _normal_noise_nb(ids, check_seed(seed), int(size))
 
 
-# ----------------------------------------------------------------------------- solver
-@numba.njit(cache=True)
-def _impute_one(x, removed, out, h, w, dr, dc, wt, noise_std, key, fallback):
-    # x, out: (C, H*W) of one image; removed: (H*W,) bool.
-    c = x.shape[0]
-    hw = h * w
-    for ch in range(c):
-        for q in range(hw):
-            out[ch, q] = x[ch, q]
-    # unknown ids on a grid padded by one pixel: -2 outside the image, -1 known, else the id
-    wp = w + 2
-    uidp = np.full((h + 2) * wp, -2, dtype=np.int64)
-    pix = np.empty(hw, dtype=np.int64)  # image index of unknown u
-    ppix = np.empty(hw, dtype=np.int64)  # padded index of unknown u
-    m = 0
-    for y in range(h):
-        for xx in range(w):
-            q = y * w + xx
-            qp = (y + 1) * wp + xx + 1
-            if removed[q]:
-                uidp[qp] = m
-                pix[m] = q
-                ppix[m] = qp
-                m += 1
-            else:
-                uidp[qp] = -1
-    if m == 0:
-        return
-    if m == hw:  # singular: nothing known; documented fallback
-        for ch in range(c):
-            for q in range(hw):
-                out[ch, q] = fallback[ch] + noise_std * _normal(key, ch * hw + q)
-        return
-    offp = np.empty(8, dtype=np.int64)
-    offq = np.empty(8, dtype=np.int64)
-    for k in range(8):
-        offp[k] = dr[k] * wp + dc[k]
-        offq[k] = dr[k] * w + dc[k]
-    # envelope: first[u] = smallest unknown neighbour id (or u); width b = max(u - first[u])
-    first = np.empty(m, dtype=np.int64)
-    b = 0
-    for u in range(m):
-        qp = ppix[u]
-        f = u
-        for k in range(8):
-            v = uidp[qp + offp[k]]
-            if v >= 0 and v < f:
-                f = v
-        first[u] = f
-        if u - f > b:
-            b = u - f
-    # band storage, row u holds columns u-b..u: lb[u, b - u + k] = matrix entry (u, k)
-    lb = np.zeros((m, b + 1), dtype=np.float64)
-    rhs = np.zeros((m, c), dtype=np.float64)
-    for u in range(m):
-        qp = ppix[u]
-        q = pix[u]
-        diag = 0.0
-        for k in range(8):
-            v = uidp[qp + offp[k]]
-            if v == -2:
-                continue
-            wk = wt[k]
-            diag += wk
-            if v == -1:
-                qq = q + offq[k]
-                for ch in range(c):
-                    rhs[u, ch] += wk * x[ch, qq]
-            elif v < u:
-                lb[u, b - u + v] = -wk
-        lb[u, b] = diag
-    last = np.empty(m, dtype=np.int64)
-    inv = np.empty(m, dtype=np.float64)
-    _envelope_cholesky(lb, first, b, last, inv)
-    _envelope_solve(lb, first, b, last, inv, rhs)
-    for ch in range(c):
-        for u in range(m):
-            q = pix[u]
-            val = rhs[u, ch]
-            if noise_std != 0.0:
-                val += noise_std * _normal(key, ch * hw + q)
-            out[ch, q] = val
-
-
-@numba.njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-def _envelope_cholesky(lb, first, b, last, inv):
-    # In place A = L L^T.  Row i of lb holds columns i-b..i (lb[i, b-i+k] = L[i, k]); its
-    # nonzeros start at column first[i] and fill-in stays inside this envelope.  Left-looking by
-    # columns: the entries of column j (rows j+1..last[j]) are independent dot products, which
-    # keeps the CPU busy instead of waiting on one long dependency chain.  Fills last[j] (the
-    # last row whose envelope reaches column j) and inv[j] = 1 / L[j, j].  The dot products run
-    # over the whole stored band (entries left of the envelope are exact zeros), which gives
-    # data-independent trip counts; unsigned offsets skip numba's negative-index wraparound so
-    # they vectorise.
-    m = lb.shape[0]
-    s1 = b + 1
-    f = lb.ravel()
-    for j in range(m):
-        last[j] = j
-    for i in range(m):
-        if last[first[i]] < i:
-            last[first[i]] = i
-    for j in range(1, m):
-        if last[j - 1] > last[j]:
-            last[j] = last[j - 1]
-    for j in range(m):
-        bj = j * s1 + b - j
-        k0 = j - b if j > b else 0
-        s = 0.0
-        pb = np.uint64(bj + k0)
-        for t in range(np.uint64(j - k0)):
-            s += f[pb + t] * f[pb + t]
-        d = math.sqrt(f[bj + j] - s)
-        f[bj + j] = d
-        iv = 1.0 / d
-        inv[j] = iv
-        for i in range(j + 1, last[j] + 1):
-            if first[i] > j:
-                continue
-            bi = i * s1 + b - i
-            k0 = i - b if i > b else 0
-            s = 0.0
-            pa = np.uint64(bi + k0)
-            pb = np.uint64(bj + k0)
-            for t in range(np.uint64(j - k0)):
-                s += f[pa + t] * f[pb + t]
-            f[bi + j] = (f[bi + j] - s) * iv
-
-
-@numba.njit(cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-def _envelope_solve(lb, first, b, last, inv, y):
-    # Solve L L^T X = Y in place for all columns of y (m, C) at once, both sweeps column
-    # oriented (independent updates, no reduction chain).
-    m, c = y.shape
-    for j in range(m):
-        yj = y[j]
-        iv = inv[j]
-        for ch in range(c):
-            yj[ch] *= iv
-        for i in range(j + 1, last[j] + 1):
-            if first[i] > j:
-                continue
-            lij = lb[i, b - i + j]
-            yi = y[i]
-            for ch in range(c):
-                yi[ch] -= lij * yj[ch]
-    for i in range(m - 1, -1, -1):
-        li = lb[i]
-        oi = b - i
-        yi = y[i]
-        iv = inv[i]
-        for ch in range(c):
-            yi[ch] *= iv
-        for k in range(first[i], i):
-            lik = li[oi + k]
-            yk = y[k]
-            for ch in range(c):
-                yk[ch] -= lik * yi[ch]
-
-
 # ----------------------------------------------------------------------------- iterative solver
 # Grids padded by one pixel: (H+2) x (W+2) cells, row-major, cell t = (y+1)*(W+2) + x+1 for pixel
 # (y, x).  Every loop runs over the cells lo..hi-1 (lo = W+3, hi = (H+1)*(W+2) - 1, i.e. the image
@@ -379,7 +221,7 @@ def _envelope_solve(lb, first, b, last, inv, y):
 _FM = {"reassoc", "contract", "arcp", "nsz"}
 _CG_TOL = 1e-12  # stop when ||r||_{D^-1} <= _CG_TOL * ||b||_{D^-1} (Jacobi-preconditioned residual)
 _CG_TOL32 = 1e-9  # the same for float32 images: error ~4e-9, below float32 resolution
-_CG_MAXIT = 300  # then fall back to the exact envelope Cholesky
+_CG_MAXIT = 300  # then fall back to the exact direct solver
 
 
 @numba.njit(cache=True, fastmath=_FM)
@@ -560,25 +402,344 @@ def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws, ridx):
     return True
 
 
+# ----------------------------------------------------------------------------- direct solver
+# Unknowns numbered in row-major pixel order.  Only the NW, N, NE and W neighbours of an unknown can
+# have smaller numbers, so row u of the lower triangle has its nonzeros in columns first[u]..u
+# (first[u] = the smallest such neighbour's number, or u), the Cholesky factor stays inside this
+# envelope, and b = max(u - first[u]) <= W + 1.  Band storage, flat, rows of s1 = b + 1 + _PAD:
+# f[u*s1 + o - u + k] = entry (u, k) for k in u-b-_PAD..u (o = s1 - 1: the diagonal ends the row).
+# Everything left of a row's envelope is an exact zero, so a dot product may start left of it
+# without changing its value.  All index arithmetic in the inner loops is unsigned (no negative-
+# index wraparound), so that they vectorise.
+_PAD = 3  # zero columns left of each band row: the factor does 4 rows at a time from the smallest start
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _number_unknowns(removed, h, w, uidp, pix, ppix):
+    # uidp: padded grid of unknown numbers (-1: known or outside); pix / ppix: image / padded index of
+    # each unknown.  Returns their count m.  Branch-free.
+    wp = w + 2
+    for t in range((h + 2) * wp):
+        uidp[t] = -1
+    m = 0
+    for yy in range(h):
+        for xx in range(w):
+            q = yy * w + xx
+            t = q + 2 * yy + wp + 1
+            r = removed[q]
+            uidp[t] = m if r else -1
+            pix[m] = q
+            ppix[m] = t
+            m += np.int64(r)
+    return m
+
+
+@numba.njit(cache=True)
+def _envelope(uidp, ppix, m, wp, first):
+    # first[u] (see above); returns the band width b
+    b = 0
+    for u in range(m):
+        t = ppix[u]
+        f = u
+        v = uidp[t - wp - 1]
+        f = min(f, v if v >= 0 else u)
+        v = uidp[t - wp]
+        f = min(f, v if v >= 0 else u)
+        v = uidp[t - wp + 1]
+        f = min(f, v if v >= 0 else u)
+        v = uidp[t - 1]
+        f = min(f, v if v >= 0 else u)
+        first[u] = f
+        b = max(b, u - f)
+    return b
+
+
+@numba.njit(cache=True)
+def _direct_cheaper(m, b, c, h, w):
+    # Estimated cost (ns, single thread, AVX2 machine) of the direct solve, ~0.06 per m*b*b (the
+    # factor) + 0.25 per c*m*b (the two triangular solves), against CG's ~0.75 per channel, grid
+    # cell and iteration, with b + 8 iterations (a low estimate: measured 19..107 for b = 12..33 on
+    # 3x32x32 ROAD masks, so the choice leans towards CG).  Both include set-up costs of a few us.
+    return m * b * (0.06 * b + 0.25 * c) <= 0.75 * c * (h + 2) * (w + 2) * (b + 8)
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def _band_cholesky(f, m, b, first, last, inv):
+    # In place A = L L^T (band storage above).  Left-looking by columns: the entries of column j
+    # (rows j+1..last[j], the last row whose envelope reaches j) are independent dot products, done
+    # 4 rows at a time so that row j is loaded once per 4 (rows outside the envelope are skipped,
+    # their entries stay 0).  Each dot runs over the whole band of its row (from column i - b; the
+    # 4 rows from the first one's start): measured faster than starting at the envelopes, whose
+    # data-dependent starts and lengths vectorise worse.  inv[j] = 1 / L[j, j].
+    s1 = b + 1 + _PAD
+    o = s1 - 1
+    for j in range(m):
+        last[j] = j
+    for i in range(m):
+        if last[first[i]] < i:
+            last[first[i]] = i
+    for j in range(1, m):
+        if last[j - 1] > last[j]:
+            last[j] = last[j - 1]
+    uo = np.uint64(o)
+    for j in range(m):
+        bj = j * s1 + o - j
+        k0 = j - b if j > b else 0
+        pb = np.uint64(bj + k0)
+        s = 0.0
+        for t in range(np.uint64(j - k0)):
+            s += f[pb + t] * f[pb + t]
+        d = math.sqrt(f[bj + j] - s)
+        f[bj + j] = d
+        iv = 1.0 / d
+        inv[j] = iv
+        i = j + 1
+        le = last[j] + 1
+        while i + 4 <= le:
+            k0 = min(min(first[i], first[i + 1]), min(first[i + 2], first[i + 3]))
+            if k0 <= j:  # else all four entries are outside the envelope (stay 0)
+                k0 = i - b if i > b else 0
+                n = np.uint64(j - k0)
+                pb = np.uint64(bj + k0)
+                p0 = np.uint64(i * s1 + o - i + k0)
+                p1 = p0 + uo
+                p2 = p1 + uo
+                p3 = p2 + uo
+                a0 = 0.0
+                a1 = 0.0
+                a2 = 0.0
+                a3 = 0.0
+                for t in range(n):
+                    v = f[pb + t]
+                    a0 += f[p0 + t] * v
+                    a1 += f[p1 + t] * v
+                    a2 += f[p2 + t] * v
+                    a3 += f[p3 + t] * v
+                q = i * s1 + o - i + j
+                f[q] = (f[q] - a0) * iv
+                q += o
+                f[q] = (f[q] - a1) * iv
+                q += o
+                f[q] = (f[q] - a2) * iv
+                q += o
+                f[q] = (f[q] - a3) * iv
+            i += 4
+        while i < le:
+            fi = first[i]
+            if fi <= j:
+                k0 = i - b if i > b else 0
+                pa = np.uint64(i * s1 + o - i + k0)
+                pb = np.uint64(bj + k0)
+                s = 0.0
+                for t in range(np.uint64(j - k0)):
+                    s += f[pa + t] * f[pb + t]
+                q = i * s1 + o - i + j
+                f[q] = (f[q] - s) * iv
+            i += 1
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def _band_solve(f, m, b, inv, y, c):
+    # Solve L L^T X = Y in place for the c right-hand sides y[ch*m:(ch+1)*m]: forward by rows (dot
+    # products), backward by rows (updates), each over the whole band of the row.  Three channels
+    # at a time share the loads of each row of L and give three independent dependency chains.
+    s1 = b + 1 + _PAD
+    o = s1 - 1
+    c0 = 0
+    while c0 + 3 <= c:
+        q0 = c0 * m
+        q1 = q0 + m
+        q2 = q1 + m
+        for i in range(m):
+            k0 = i - b if i > b else 0
+            pa = np.uint64(i * s1 + o - i + k0)
+            r0 = np.uint64(q0 + k0)
+            r1 = np.uint64(q1 + k0)
+            r2 = np.uint64(q2 + k0)
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            for t in range(np.uint64(i - k0)):
+                lv = f[pa + t]
+                a0 += lv * y[r0 + t]
+                a1 += lv * y[r1 + t]
+                a2 += lv * y[r2 + t]
+            iv = inv[i]
+            y[q0 + i] = (y[q0 + i] - a0) * iv
+            y[q1 + i] = (y[q1 + i] - a1) * iv
+            y[q2 + i] = (y[q2 + i] - a2) * iv
+        for i in range(m - 1, -1, -1):
+            k0 = i - b if i > b else 0
+            iv = inv[i]
+            x0 = y[q0 + i] * iv
+            x1 = y[q1 + i] * iv
+            x2 = y[q2 + i] * iv
+            y[q0 + i] = x0
+            y[q1 + i] = x1
+            y[q2 + i] = x2
+            pa = np.uint64(i * s1 + o - i + k0)
+            r0 = np.uint64(q0 + k0)
+            r1 = np.uint64(q1 + k0)
+            r2 = np.uint64(q2 + k0)
+            for t in range(np.uint64(i - k0)):
+                lv = f[pa + t]
+                y[r0 + t] -= lv * x0
+                y[r1 + t] -= lv * x1
+                y[r2 + t] -= lv * x2
+        c0 += 3
+    for ch in range(c0, c):
+        q0 = ch * m
+        for i in range(m):
+            k0 = i - b if i > b else 0
+            pa = np.uint64(i * s1 + o - i + k0)
+            r0 = np.uint64(q0 + k0)
+            a0 = 0.0
+            for t in range(np.uint64(i - k0)):
+                a0 += f[pa + t] * y[r0 + t]
+            y[q0 + i] = (y[q0 + i] - a0) * inv[i]
+        for i in range(m - 1, -1, -1):
+            k0 = i - b if i > b else 0
+            x0 = y[q0 + i] * inv[i]
+            y[q0 + i] = x0
+            pa = np.uint64(i * s1 + o - i + k0)
+            r0 = np.uint64(q0 + k0)
+            for t in range(np.uint64(i - k0)):
+                y[r0 + t] -= f[pa + t] * x0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _impute_one_direct(x, removed, out, h, w, noise_std, key, m, b, iws, gws, fws):
+    # x, out: (C, H*W) of one image; 0 < m < H*W unknowns already numbered (iws[0..2]) with their
+    # envelope (iws[3], band width b).  iws[4]: scratch; gws: (4, (H+2)*(W+2)) grids, [0] the
+    # diagonal (in-image neighbour weight), [1] ones, [2] zero padding, [3] scratch; fws: float64
+    # scratch of at least m*(b+1+_PAD) + (C+2)*m.  Writes every pixel of out (kept ones copied).
+    c = x.shape[0]
+    hw = h * w
+    wp = w + 2
+    lo = wp + 1
+    hi = (h + 1) * wp - 1
+    uidp = iws[0]
+    pix = iws[1]
+    ppix = iws[2]
+    first = iws[3]
+    last = iws[4]
+    dg = gws[0]
+    one = gws[1]
+    kv = gws[2]
+    gg = gws[3]
+    s1 = b + 1 + _PAD
+    o = s1 - 1
+    nf = m * s1
+    f = fws[:nf]
+    y = fws[nf:nf + c * m]
+    inv = fws[nf + c * m:nf + (c + 1) * m]
+    nz = fws[nf + (c + 1) * m:nf + (c + 2) * m]
+    nonzero = False
+    for ch in range(c):  # right-hand sides: the known neighbours' weighted sums, one grid pass
+        xc = x[ch]
+        for yy in range(h):
+            for xx in range(w):
+                q = yy * w + xx
+                kv[q + 2 * yy + lo] = 0.0 if removed[q] else xc[q]
+        _neighbour_sum(kv, one, gg, lo, hi, wp)
+        for u in range(m):
+            v = gg[ppix[u]]
+            y[ch * m + u] = v
+            nonzero |= v != 0.0
+    if nonzero:  # else every solution is exactly 0
+        f[:] = 0.0
+        w1 = -1.0 / 6.0
+        w2 = -1.0 / 12.0
+        for u in range(m):
+            t = ppix[u]
+            r = u * s1 + o - u
+            v = uidp[t - wp - 1]
+            f[r + v if v >= 0 else r + u] = w2  # not an unknown: a dummy write to the diagonal
+            v = uidp[t - wp]
+            f[r + v if v >= 0 else r + u] = w1
+            v = uidp[t - wp + 1]
+            f[r + v if v >= 0 else r + u] = w2
+            v = uidp[t - 1]
+            f[r + v if v >= 0 else r + u] = w1
+            f[r + u] = dg[t]
+        _band_cholesky(f, m, b, first, last, inv)
+        _band_solve(f, m, b, inv, y, c)
+    for ch in range(c):
+        xc = x[ch]
+        oc = out[ch]
+        for q in range(hw):
+            oc[q] = xc[q]
+        if noise_std != 0.0:  # the removed pixels' numbers in one vectorised loop, then placed
+            base = ch * hw
+            for k in range(m):
+                nz[k] = _normal(key, base + pix[k])
+            for u in range(m):
+                oc[pix[u]] = y[ch * m + u] + noise_std * nz[u]
+        else:
+            for u in range(m):
+                oc[pix[u]] = y[ch * m + u]
+
+
+_AUTO, _CG, _DIRECT = 0, 1, 2  # solver of _impute_nb: by estimated cost, or forced (tests)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _fill_all(out, fallback, noise_std, key):
+    # every pixel removed: the documented fallback value plus the noise
+    hw = out.shape[1]
+    for ch in range(out.shape[0]):
+        oc = out[ch]
+        base = ch * hw
+        fb = fallback[ch]
+        for q in range(hw):
+            oc[q] = fb + noise_std * _normal(key, base + q)
+
+
 @numba.njit(cache=True, parallel=True)
-def _impute_nb(images, mask, h, w, dr, dc, wt, noise_std, seed, ids, fallback, out, tol, maxit, nchunks):
+def _impute_nb(images, mask, h, w, noise_std, seed, ids, fallback, out, tol, maxit, solver, nchunks):
     # images/out: (N, C, H*W); mask: (N, H*W) bool.  Images in a few chunks per thread, one
-    # scratch allocation per chunk.
+    # scratch allocation per chunk.  Per image: the direct solver where _direct_cheaper says so
+    # (solver=_AUTO) or always (_DIRECT), else CG, falling back to the direct solver when CG has
+    # not converged.
     n, c, hw = images.shape
-    g = (h + 2) * (w + 2)
+    wp = w + 2
+    g = (h + 2) * wp
+    lo = wp + 1
+    hi = (h + 1) * wp - 1
     for k in numba.prange(nchunks):
         ws = np.zeros((12, g), dtype=np.float64)
         ridx = np.empty(hw, dtype=np.int64)
+        iws = np.empty((5, max(hw, g)), dtype=np.int64)
+        gws = np.zeros((4, g), dtype=np.float64)
+        gws[1, :] = 1.0
+        for yy in range(h):
+            for xx in range(w):
+                gws[2, (yy + 1) * wp + xx + 1] = 1.0
+        _neighbour_sum(gws[2], gws[1], gws[0], lo, hi, wp)  # diagonal: in-image neighbour weight
+        gws[2, :] = 0.0
+        fws = np.empty(0, dtype=np.float64)
         for i in range(k * n // nchunks, (k + 1) * n // nchunks):
             key = _image_key(seed, ids[i])
             xi = images[i]
             oi = out[i]
             mi = mask[i]
-            m = 0
-            for q in range(hw):
-                m += np.int64(mi[q])
-            if m == 0 or m == hw or not _impute_one_cg(xi, mi, oi, h, w, noise_std, key, tol, maxit, ws, ridx):
-                _impute_one(xi, mi, oi, h, w, dr, dc, wt, noise_std, key, fallback)
+            m = _number_unknowns(mi, h, w, iws[0], iws[1], iws[2])
+            if m == 0:
+                for ch in range(c):
+                    for q in range(hw):
+                        oi[ch, q] = xi[ch, q]
+                continue
+            if m == hw:  # singular: nothing known
+                _fill_all(oi, fallback, noise_std, key)
+                continue
+            b = _envelope(iws[0], iws[2], m, wp, iws[3])
+            if solver == _CG or (solver == _AUTO and not _direct_cheaper(m, b, c, h, w)):
+                if _impute_one_cg(xi, mi, oi, h, w, noise_std, key, tol, maxit, ws, ridx):
+                    continue
+            need = m * (b + 1 + _PAD) + (c + 2) * m
+            if fws.shape[0] < need:
+                fws = np.empty(need, dtype=np.float64)
+            _impute_one_direct(xi, mi, oi, h, w, noise_std, key, m, b, iws, gws, fws)
 
 
 # ----------------------------------------------------------------------------- wrappers
@@ -677,7 +838,7 @@ def impute(images, mask, noise_std: float = 0.01, seed: int = 0, fallback=0.0, i
     x, mk, std, seed, fb, ids = _check_inputs(images, mask, noise_std, seed, fallback, ids)
     n, c, h, w = x.shape
     out = np.empty((n, c, h * w), dtype=x.dtype)
-    _impute_nb(x.reshape(n, c, h * w), mk.reshape(n, h * w), h, w, _DR, _DC, _W, std, seed, ids, fb, out,
-               _CG_TOL32 if x.dtype == np.float32 else _CG_TOL, _CG_MAXIT,
+    _impute_nb(x.reshape(n, c, h * w), mk.reshape(n, h * w), h, w, std, seed, ids, fb, out,
+               _CG_TOL32 if x.dtype == np.float32 else _CG_TOL, _CG_MAXIT, _AUTO,
                max(1, min(n, 4 * numba.get_num_threads())))
     return out.reshape(x.shape)

@@ -134,14 +134,18 @@ def test_errors():
         impute(x, m, fallback=[1.0, 2.0, 3.0])
 
 
-def _solve_with(x, m, maxit, noise_std=0.0):
-    """impute() with the CG iteration cap set (maxit=0: every image takes the exact Cholesky path)."""
+def _solve_with(x, m, maxit, noise_std=0.0, solver=None):
+    """impute() with the solver forced: CG with the iteration cap ``maxit`` (falling back to the
+    exact direct solver when it has not converged), or ``maxit=0``: every image the exact direct
+    solver (banded Cholesky)."""
     import kernels.imputation as imp
 
+    if solver is None:
+        solver = imp._DIRECT if maxit == 0 else imp._CG
     n, c, h, w = x.shape
     out = np.empty((n, c, h * w), x.dtype)
-    imp._impute_nb(x.reshape(n, c, h * w), m.reshape(n, h * w), h, w, imp._DR, imp._DC, imp._W, noise_std, 0,
-                   np.arange(n), np.zeros(c), out, imp._CG_TOL, maxit, 2)
+    imp._impute_nb(x.reshape(n, c, h * w), m.reshape(n, h * w), h, w, noise_std, 0, np.arange(n),
+                   np.zeros(c), out, imp._CG_TOL, maxit, solver, 2)
     return out.reshape(x.shape)
 
 
@@ -157,3 +161,75 @@ def test_iterative_solver_matches_exact_fallback(frac):
     np.testing.assert_allclose(impute(x, m, 0.02), exact, rtol=0, atol=1e-10)
     x32 = x.astype(np.float32)  # float32 images: looser CG tolerance, still below float32 resolution
     np.testing.assert_allclose(impute(x32, m, 0.02), _solve_with(x32, m, maxit=0, noise_std=0.02), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("c,h,w", [(1, 9, 8), (2, 7, 11), (3, 10, 9), (4, 8, 8), (3, 1, 12), (2, 12, 1)])
+@pytest.mark.parametrize("frac", [0.2, 0.6, 0.95])
+def test_direct_and_cg_solvers_match_reference(c, h, w, frac):
+    """Both solvers, forced, against the spsolve reference: channel counts that take the three-at-a-
+    time and the one-at-a-time triangular solves, one-pixel-wide images, sparse to almost full masks."""
+    x = RNG.random((5, c, h, w))
+    m = RNG.random((5, h, w)) < frac
+    m[0] = False
+    m[0, h // 2:, : max(1, w // 2)] = True  # a solid block
+    m[1] = True
+    m[1, 0, 0] = False  # one known pixel
+    m[2] = True  # all removed: fallback
+    ref = impute_ref(x, m, noise_std=0.03, seed=0, fallback=0.25)
+    for solver in ("direct", "cg"):
+        import kernels.imputation as imp
+
+        n = len(x)
+        out = np.empty((n, c, h * w))
+        imp._impute_nb(x.reshape(n, c, h * w), m.reshape(n, h * w), h, w, 0.03, 0, np.arange(n),
+                       np.full(c, 0.25), out, imp._CG_TOL, imp._CG_MAXIT,
+                       imp._DIRECT if solver == "direct" else imp._CG, 2)
+        np.testing.assert_allclose(out.reshape(x.shape), ref, rtol=0, atol=1e-9, err_msg=solver)
+
+
+def test_direct_solver_zero_right_hand_side_and_float32():
+    """Known neighbours all 0: the solution is exactly 0 (the factorisation is skipped); float32
+    images: the exact solution rounded once, so within a float32 ulp of the reference."""
+    x = np.zeros((2, 3, 9, 9))
+    x[1, 1] = RNG.random((9, 9))  # one channel non-zero
+    m = RNG.random((2, 9, 9)) < 0.5
+    out = _solve_with(x, m, maxit=0)
+    np.testing.assert_array_equal(out[0], 0.0)
+    np.testing.assert_array_equal(out[1, [0, 2]], 0.0)
+    np.testing.assert_allclose(out, impute_ref(x, m, noise_std=0.0), rtol=0, atol=1e-12)
+    x32 = RNG.random((3, 3, 16, 16)).astype(np.float32)
+    m32 = RNG.random((3, 16, 16)) < 0.7
+    got = _solve_with(x32, m32, maxit=0, noise_std=0.01)
+    assert got.dtype == np.float32
+    ref = impute_ref(x32.astype(np.float64), m32, noise_std=0.01)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=6e-8)
+
+
+def test_scratch_reused_across_images_changes_nothing():
+    """One chunk (scratch shared by all images, of every kind: none, some, all removed, zero
+    right-hand side) gives the same bits as one chunk per image, for both solvers."""
+    import kernels.imputation as imp
+
+    x = RNG.random((6, 3, 11, 10)).astype(np.float32)
+    x[3] = 0.0
+    m = RNG.random((6, 11, 10)) < np.array([0.0, 0.3, 0.9, 0.5, 1.1, 0.05])[:, None, None]
+    n, c, h, w = x.shape
+    for solver in (imp._DIRECT, imp._CG, imp._AUTO):
+        outs = []
+        for nchunks in (1, n):
+            out = np.empty((n, c, h * w), np.float32)
+            imp._impute_nb(x.reshape(n, c, h * w), m.reshape(n, h * w), h, w, 0.01, 3, np.arange(n),
+                           np.zeros(c), out, imp._CG_TOL32, imp._CG_MAXIT, solver, nchunks)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_solver_choice_by_estimated_cost():
+    """Small images (the suite's 16x16 and 32x32) take the direct solver; large ones, where the
+    banded factorisation grows like W^4, take CG."""
+    from kernels.imputation import _direct_cheaper
+
+    assert _direct_cheaper(512, 33, 3, 32, 32)       # 3x32x32, half removed
+    assert _direct_cheaper(128, 17, 1, 16, 16)       # 1x16x16, half removed
+    assert not _direct_cheaper(25088, 225, 3, 224, 224)  # 3x224x224, half removed
+    assert _direct_cheaper(50, 3, 3, 224, 224)       # a few scattered pixels: narrow band
