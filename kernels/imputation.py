@@ -411,7 +411,7 @@ def _impute_one_cg(x, removed, out, h, w, noise_std, key, tol, maxit, ws, ridx):
 # Everything left of a row's envelope is an exact zero, so a dot product may start left of it
 # without changing its value.  All index arithmetic in the inner loops is unsigned (no negative-
 # index wraparound), so that they vectorise.
-_PAD = 3  # zero columns left of each band row: the factor does 4 rows at a time from the smallest start
+_PAD = 3  # zero columns left of each band row: rows i+1..i+3 are read from row i's band start
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -456,10 +456,13 @@ def _envelope(uidp, ppix, m, wp, first):
 
 @numba.njit(cache=True)
 def _direct_cheaper(m, b, c, h, w):
-    # Estimated cost (ns, single thread, AVX2 machine) of the direct solve, ~0.06 per m*b*b (the
-    # factor) + 0.25 per c*m*b (the two triangular solves), against CG's ~0.75 per channel, grid
-    # cell and iteration, with b + 8 iterations (a low estimate: measured 19..107 for b = 12..33 on
-    # 3x32x32 ROAD masks, so the choice leans towards CG).  Both include set-up costs of a few us.
+    # Estimated cost (ns, one thread, measured on the development machine, an AVX-512 EPYC) of the
+    # direct solve, ~0.06 per m*b*b (the factor) + 0.25 per c*m*b (the two triangular solves),
+    # against CG's ~0.75 per channel, grid cell and iteration, with b + 8 iterations (a low
+    # estimate: measured 19..107 for b = 12..33 on 3x32x32 ROAD masks, so the choice leans towards
+    # CG).  The set-up, a few us per image either way, is left out.  Measured (mean per image, MoRF
+    # masks at t = 0.1..0.9): direct 1.6-6x faster than CG on 3x32x32 shapes, 1.2-6.5x on 3x48x48
+    # and 3x64x64 synthetic images, 0.85-2x on 1x16x16 digits.
     return m * b * (0.06 * b + 0.25 * c) <= 0.75 * c * (h + 2) * (w + 2) * (b + 8)
 
 
