@@ -14,7 +14,8 @@ noisy linear imputation with noise 0.01, accuracy per fraction.
 - "forward only": the same batched forwards (softmax, argmax, true-class probability) on the
   unmodified images, once per fraction: the floor any ROAD implementation pays.
 - The two are timed interleaved (best of ``--repeats`` rounds, each round one call of each), so
-  that a change of machine load during the run hits both alike.
+  that a change of machine load during the run hits both alike; the process CPU time of each
+  (best round) is printed too: the work done, which other processes' load changes much less.
 - "quantus": ``quantus.ROAD(noise=0.01)`` (a scipy sparse solve per image and fraction), on the
   first ``--quantus-n`` images only (it is slow); the suite is timed on the same subset for the
   ratio. Runs side by side in one process.
@@ -75,15 +76,28 @@ def main(argv=None) -> dict:
         for _ in fr:
             road._scores(model, xn, yt, "cpu", 1024)
 
-    t = best_interleaved({"suite": ours, "forward": forward_only}, args.repeats)
+    cpu: dict[str, list[float]] = {"suite": [], "forward": []}
+
+    def with_cpu(name, fn):  # also records the process CPU time (all threads) of each call
+        def call():
+            c0 = time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - c0)
+        return call
+
+    t = best_interleaved({"suite": with_cpu("suite", ours),
+                          "forward": with_cpu("forward", forward_only)}, args.repeats)
     t_ours, t_fwd = t["suite"], t["forward"]
+    c_ours, c_fwd = min(cpu["suite"][1:]), min(cpu["forward"][1:])  # [0]: the warm-up round
     out = {"data": args.data, "n": len(x), "shape": list(x.shape[1:]), "fractions": len(fr),
            "threads": torch.get_num_threads(), "suite_s": t_ours, "forward_only_s": t_fwd,
-           "suite_over_forward": t_ours / t_fwd}
+           "suite_over_forward": t_ours / t_fwd, "suite_cpu_s": c_ours, "forward_only_cpu_s": c_fwd}
     print(f"ROAD, {len(fr)} fractions, {len(x)} {args.data} images {tuple(x.shape[1:])}, "
           f"simplecnn, {torch.get_num_threads()} torch threads")
     print(f"  suite road_curve      {t_ours:8.3f} s")
     print(f"  forward passes alone  {t_fwd:8.3f} s   suite / forward = {t_ours / t_fwd:.2f}x")
+    print(f"  process CPU time: suite {c_ours:.3f} s, forward {c_fwd:.3f} s, ratio {c_ours / c_fwd:.2f} "
+          f"(the work done; less sensitive to other processes' load than wall time)")
 
     nq = min(args.quantus_n, len(x))
     if nq:
