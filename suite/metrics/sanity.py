@@ -72,6 +72,8 @@ NOISE_LEVELS = (0.001, 0.01, 0.1, 0.5, 1.0, 2.0)
 FLOOR_IMAGES = 32
 #: the data randomization test is skipped (with the reason) below this permuted-label train accuracy
 MIN_PERMUTED_TRAIN_ACC = 0.9
+#: maps of this many bytes are compared in one batched similarity pass (see _evaluate)
+_PENDING_BYTES = 256 << 20
 RULE = (f"passes when mean {PRIMARY} after full randomization < threshold and < trained-model "
         "level - margin (independent: the mean over single-layer steps < threshold_independent)")
 
@@ -347,12 +349,28 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
         trained = normalize_maps(_maps(model, model_name, method, x, target, **kw), how)
     else:
         trained = ref
-    comp = comparer(ref)
-    rng = np.random.default_rng(seed)
-    nf = min(len(ref), FLOOR_IMAGES)
-    floor = _finish(comp(rng.uniform(-1.0, 1.0, (nf,) + ref.shape[1:]), rows=np.arange(nf)))
-    first = _finish(comp.identical()) if trained is ref else similarities(ref, trained, comp)
-    names, sims, accs, agrees, examples = ["trained"], [first], [], [], [trained]
+    # The maps of every step are computed first and compared in as few batched similarity passes
+    # as _PENDING_BYTES allows (one for the smoke to paper matrices of 32x32 maps): a numba
+    # parallel region between two torch passes leaves its worker threads spinning on the cores
+    # torch's threads want (measured: the cascade's overhead over its attribution passes fell by
+    # about a third).
+    comp: MapSimilarity | None = None
+    sims: list[dict[str, np.ndarray]] = []
+    pending: list[np.ndarray] = []
+
+    def flush():
+        nonlocal comp
+        if comp is None:
+            comp = comparer(ref)
+        if pending:
+            n = len(ref)
+            both = _finish(comp(np.concatenate(pending), rows=np.tile(np.arange(n), len(pending))))
+            sims.extend({k: v[s * n:(s + 1) * n] for k, v in both.items()} for s in range(len(pending)))
+            pending.clear()
+
+    if trained is not ref:
+        pending.append(trained)
+    names, accs, agrees, examples = ["trained"], [], [], [trained]
     nan2 = (float("nan"), float("nan"))
     acc0 = _accuracy(model, x, labels, target, device, batch_size) if accuracy else nan2
     accs.append(acc0[0])
@@ -361,11 +379,19 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
     for name, m in steps:
         maps = normalize_maps(_maps(m, model_name, method, x, target, **kw), how)
         names.append(name)
-        sims.append(similarities(ref, maps, comp))
+        pending.append(maps)
+        if len(pending) * maps.nbytes >= _PENDING_BYTES:
+            flush()
         acc, agree = _accuracy(m, x, labels, target, device, batch_size) if accuracy else nan2
         accs.append(acc)
         agrees.append(agree)
         examples.append(maps[:ne])
+    flush()
+    if trained is ref:  # a deterministic method: step 0 is the reference itself
+        sims.insert(0, _finish(comp.identical()))
+    rng = np.random.default_rng(seed)
+    nf = min(len(ref), FLOOR_IMAGES)
+    floor = _finish(comp(rng.uniform(-1.0, 1.0, (nf,) + ref.shape[1:]), rows=np.arange(nf)))
     return SanityResult(
         test=test, method=method, steps=tuple(names),
         similarity={k: tuple(float(s[k].mean()) for s in sims) for k in SIMILARITIES},
