@@ -71,6 +71,19 @@ def test_reinit_leaves_global_rng_alone(cnn):
     assert torch.equal(torch.rand(3), a)
 
 
+def test_reinit_is_pytorch_default_init_under_the_layer_seed(cnn):
+    # known answer: the layer's own reset_parameters() right after torch.manual_seed(seed)
+    m = copy.deepcopy(cnn)
+    R.reinit_layer(m, "classifier.fc2", 11)
+    expect = copy.deepcopy(cnn.get_submodule("classifier.fc2"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        expect.reset_parameters()
+    got = m.get_submodule("classifier.fc2")
+    assert torch.equal(got.weight, expect.weight) and torch.equal(got.bias, expect.bias)
+    assert not torch.equal(got.weight, cnn.get_submodule("classifier.fc2").weight)
+
+
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
     from suite.artifacts import trained_model

@@ -6,7 +6,7 @@ so the cached artifact it was loaded from) is never modified.
 Re-initialisation (``reinit_layer``): on a CPU model the layer itself, elsewhere a CPU copy of it,
 is reset module by module with its own ``reset_parameters()`` (PyTorch's default init: Kaiming-uniform weights and
 uniform biases for conv/linear, ones/zeros for norm layers) and ``reset_running_stats()`` where it
-has one, under ``torch.random.fork_rng`` seeded with ``layer_seed(seed, index)``; a module with
+has one, with the CPU generator seeded with ``layer_seed(seed, index)`` (and restored after); a module with
 parameters but no ``reset_parameters`` gets N(0, 0.01^2) draws. A copy's values are then copied
 into the model's own tensors (device, dtype and ``requires_grad`` unchanged). ``index`` is the layer's
 position in the model's declared order (input to output), so a layer receives the same new
@@ -47,12 +47,16 @@ def reinit_layer(model: nn.Module, layer: str, seed: int) -> None:
     Call it on a copy: it modifies ``model``.
     """
     sub = model.get_submodule(layer)
-    on_cpu = all(t.device.type == "cpu" for t in sub.state_dict().values())
+    on_cpu = all(t.device.type == "cpu" for t in (*sub.parameters(), *sub.buffers()))
     # on the CPU the reset can run in place (the same draws as on a copy); elsewhere it runs on a
     # CPU copy whose values are then copied over, so that every device gets the same weights
     fresh = sub if on_cpu else copy.deepcopy(sub).cpu()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    # only the CPU generator is seeded and restored (fresh is on the CPU): torch.manual_seed would
+    # also seed every accelerator's generator (and costs ~0.1 ms, ~0.4 ms between backward passes)
+    cpu_gen = torch.default_generator
+    state = cpu_gen.get_state()
+    try:
+        cpu_gen.manual_seed(seed)
         with torch.no_grad():
             for m in fresh.modules():
                 if callable(getattr(m, "reset_parameters", None)):
@@ -62,6 +66,8 @@ def reinit_layer(model: nn.Module, layer: str, seed: int) -> None:
                         p.normal_(0.0, 0.01)
                 if callable(getattr(m, "reset_running_stats", None)):
                     m.reset_running_stats()
+    finally:
+        cpu_gen.set_state(state)
     if fresh is sub:
         return
     with torch.no_grad():
