@@ -145,3 +145,24 @@ def test_verdict_rule():
     assert v.score == pytest.approx(0.55) and v.passes and v.threshold == S.THRESHOLD_INDEPENDENT
     with pytest.raises(AssertionError, match="sobel"):
         S.check_calibration(S.SanityResult(**{**res("cascade", [1.0, 0.9]).__dict__, "method": "sobel"}))
+
+
+@pytest.mark.parametrize("method", ["gradient", "smoothgrad"])
+def test_batched_comparison_equals_step_by_step(cnn, monkeypatch, method):
+    # the steps' maps are compared in batches of _PENDING_BYTES: a budget of one byte (a flush
+    # after every step) must give exactly the one-batch result, and each step's values must be
+    # those of comparing that step's maps alone (deterministic and stochastic step 0 alike)
+    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6) % 5
+    params = {"n_samples": 3} if method == "smoothgrad" else None
+    one = S.cascading_randomization(cnn, "simplecnn", method, x, y, params=params, n_examples=6)
+    monkeypatch.setattr(S, "_PENDING_BYTES", 1)
+    each = S.cascading_randomization(cnn, "simplecnn", method, x, y, params=params, n_examples=6)
+    assert one.similarity == each.similarity and one.n_constant == each.n_constant
+    assert one.random_floor == each.random_floor and one.steps == each.steps
+    if method != "gradient":
+        return  # (smoothgrad's reference maps, seed 0, are not among the examples)
+    for k in range(1, len(one.steps)):   # deterministic: examples[0] is the reference itself
+        alone = S.similarities(one.examples[0], one.examples[k])
+        for m in S.SIMILARITIES:
+            assert one.similarity[m][k] == float(alone[m].mean()), (k, m)
