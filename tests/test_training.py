@@ -70,7 +70,7 @@ def test_recipe_rejects_bad_scale_and_has_bars():
     assert recipe("shapes", "mlp", "smoke").unsupported
 
 
-@pytest.mark.parametrize("name", ["simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn"])
+@pytest.mark.parametrize("name", ["simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn", "resattn"])
 def test_models_declare_layers_that_exist(name):
     model = build_model(name, 10, (3, 32, 32), seed=0)
     names = layer_names(model, name)
@@ -81,3 +81,31 @@ def test_models_declare_layers_that_exist(name):
             lambda m, i, o: feat.update(shape=o.shape))   # returns None: output unchanged
         model(torch.rand(2, 3, 32, 32))
         assert len(feat["shape"]) == 4   # a spatial feature map for Grad-CAM
+
+
+def test_attention_module_is_one_plus_mask_times_trunk():
+    # known answer: a mask branch whose last 1x1 conv is zero gives M = sigmoid(0) = 1/2 everywhere,
+    # so the module's output is exactly 1.5 x its trunk branch; odd sizes keep the trunk's size
+    from suite.models.small import AttentionModule
+
+    att = AttentionModule(4).eval()
+    with torch.no_grad():
+        att.mask_out.conv2.weight.zero_()
+        att.mask_out.conv2.bias.zero_()
+    for size in (8, 7):
+        x = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(size))
+        out = att(x)
+        assert out.shape == x.shape
+        torch.testing.assert_close(out, 1.5 * att.trunk(x), rtol=0, atol=0)
+    # a mask saturated at 0 (bias -> -inf) leaves the trunk unchanged: attention residual learning
+    with torch.no_grad():
+        att.mask_out.conv2.bias.fill_(-1e4)
+    torch.testing.assert_close(att(x), att.trunk(x))
+
+
+def test_residual_attention_net_declared_layers_cover_every_parameter():
+    # the sanity checks' full randomization re-initialises the declared layers: all of them
+    model = build_model("resattn", 10, (1, 28, 28), seed=0)
+    covered = {id(p) for n in layer_names(model, "resattn") for p in model.get_submodule(n).parameters()}
+    assert covered == {id(p) for p in model.parameters()}
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)

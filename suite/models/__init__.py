@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from suite.models.small import CAMCNN, CBAMCNN, MLP, ResNet8, SimpleCNN
+from suite.models.small import CAMCNN, CBAMCNN, MLP, ResidualAttentionNet, ResNet8, SimpleCNN
 from suite.models.tv import ARCHS, make_torchvision
 from suite.registry import MODELS, register_model
 
 __all__ = ["build_model", "layer_names", "gradcam_module", "SimpleCNN", "MLP", "ResNet8",
-           "CAMCNN", "CBAMCNN"]
+           "CAMCNN", "CBAMCNN", "ResidualAttentionNet"]
 
 register_model("simplecnn", description="3 conv layers (16-32-64) + 2 fully connected",
                gradcam_layer="features.relu3",
@@ -32,6 +32,11 @@ register_model("cbamcnn", description="3 conv layers each followed by CBAM atten
                gradcam_layer="features.cbam3",
                layers=("features.conv1", "features.cbam1", "features.conv2", "features.cbam2",
                        "features.conv3", "features.cbam3", "classifier.fc"))(CBAMCNN)
+register_model("resattn", description="residual attention network (Wang et al. 2017): two "
+               "attention modules, (1 + soft mask) x trunk, pre-activation residual units",
+               gradcam_layer="unit3",
+               layers=("stem", "unit1", "attention1", "unit2", "attention2", "unit3",
+                       "head"))(ResidualAttentionNet)
 
 _TV_IDS = {"alexnet": "alexnet", "vgg16": "vgg16", "resnet18": "resnet18", "inception_v3": "inception"}
 for _arch, _id in _TV_IDS.items():

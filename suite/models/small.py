@@ -181,3 +181,83 @@ class CBAMCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+class PreActUnit(nn.Module):
+    """Pre-activation residual unit (He et al. 2016b), the building block of residual attention
+    networks: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus the identity (or a 1x1 conv when the shape
+    changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.relu1 = nn.ReLU()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.relu2(self.bn2(self.conv1(self.relu1(self.bn1(x)))))) + self.shortcut(x)
+
+
+class AttentionModule(nn.Module):
+    """Attention module of a residual attention network (Wang et al., CVPR 2017), one level deep.
+
+    Trunk branch ``T``: a residual unit. Soft mask branch ``M``: bottom-up (max-pool, residual
+    unit) then top-down (bilinear upsampling to the trunk's size), then BN-ReLU-1x1 conv twice and a
+    sigmoid, a mask in (0, 1) per channel and pixel. Output: attention residual learning,
+    ``(1 + M) * T``. The paper's modules also have residual units before and after the branches
+    and a deeper mask (skip connections between scales); for 16-32 pixel inputs one level is all
+    the resolution allows.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        c = channels
+        self.trunk = PreActUnit(c, c)
+        self.mask_down = nn.MaxPool2d(2)
+        self.mask_unit = PreActUnit(c, c)
+        self.mask_up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.mask_out = nn.Sequential(OrderedDict(
+            bn1=nn.BatchNorm2d(c), relu1=nn.ReLU(), conv1=nn.Conv2d(c, c, 1, bias=False),
+            bn2=nn.BatchNorm2d(c), relu2=nn.ReLU(), conv2=nn.Conv2d(c, c, 1),
+            gate=nn.Sigmoid()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.trunk(x)
+        m = self.mask_up(self.mask_unit(self.mask_down(x)))
+        if m.shape[-2:] != t.shape[-2:]:   # odd sizes: the pooled map lost a row / column
+            m = nn.functional.pad(m, (0, t.shape[-1] - m.shape[-1], 0, t.shape[-2] - m.shape[-2]),
+                                  mode="replicate")
+        return (1.0 + self.mask_out(m)) * t
+
+
+class ResidualAttentionNet(nn.Module):
+    """A small residual attention network (Wang et al. 2017) for 16-64 pixel inputs: conv stem and
+    max-pool, then two stages of (residual unit, attention module), a last residual unit, and a
+    BN-ReLU-global-average-pool-linear head."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, int, int],
+                 widths: tuple[int, int, int] = (16, 32, 64)):
+        super().__init__()
+        c, _, _ = _check_shape(in_shape, num_classes)
+        w1, w2, w3 = widths
+        self.stem = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(c, w1, 3, padding=1, bias=False), bn=nn.BatchNorm2d(w1), relu=nn.ReLU(),
+            pool=nn.MaxPool2d(2)))
+        self.unit1 = PreActUnit(w1, w2)
+        self.attention1 = AttentionModule(w2)
+        self.unit2 = PreActUnit(w2, w3, stride=2)
+        self.attention2 = AttentionModule(w3)
+        self.unit3 = PreActUnit(w3, w3)
+        self.head = nn.Sequential(OrderedDict(
+            bn=nn.BatchNorm2d(w3), relu=nn.ReLU(), gap=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
+            fc=nn.Linear(w3, num_classes)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.attention1(self.unit1(self.stem(x)))
+        return self.head(self.unit3(self.attention2(self.unit2(x))))
