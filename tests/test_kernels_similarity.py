@@ -194,3 +194,44 @@ def test_map_similarity_equals_the_separate_measures():
         comp(b[:1], rows=[6])
     with pytest.raises(ValueError, match="win_size"):
         MapSimilarity(a, win_size=4)
+
+
+def test_map_similarity_spearman_merge_edge_cases():
+    """The |v| order of MapSimilarity comes from one sort of v, merged without branches from both
+    ends: odd numbers of values (a middle value), ties between v and -v, maps with no negatives or
+    no non-negatives, signed zeros, and +-inf (where the merge's +inf sentinel would tie, so it
+    falls back to one chain) all give exactly spearman()'s values and scipy's ranks."""
+    from kernels.similarity import MapSimilarity, _both_ranks
+
+    rng = np.random.default_rng(11)
+    for h, w in ((5, 7), (6, 6), (3, 3), (3, 4)):
+        a = rng.normal(size=(10, h, w))
+        b = rng.normal(size=(10, h, w))
+        a[1] = np.abs(a[1])                       # no negatives
+        b[2] = -np.abs(b[2])                      # no non-negatives
+        a[3] = rng.integers(-2, 3, size=(h, w))   # ties between v and -v
+        b[3] = rng.choice([-1.0, -0.0, 0.0, 1.0], size=(h, w))
+        a[4].flat[0], b[4].flat[-1] = np.inf, -np.inf
+        a[5].flat[:2] = [np.inf, -np.inf]
+        b[5].flat[-1] = np.inf
+        a[6] = np.inf                             # constant
+        b[7] = rng.choice([np.inf, -np.inf, 1.0, -1.0], size=(h, w))
+        a[8] = -a[8]
+        b[8] = np.abs(a[8])
+        a[9] = rng.choice([-np.inf, -1.0, 1.0, np.inf], size=(h, w))  # mostly infinite
+        for x, y in ((a, b), (b, a)):
+            got = MapSimilarity(x, win_size=3, pixels_per_cell=None)(y)
+            np.testing.assert_array_equal(got["spearman"], spearman(x, y))
+            np.testing.assert_array_equal(got["spearman_abs"], spearman(x, y, absolute=True))
+    # the ranks themselves, down to one value
+    for p in (1, 2, 3, 4, 5, 8, 33):
+        for v in (rng.normal(size=p), rng.integers(-2, 3, size=p).astype(float),
+                  rng.choice([-np.inf, -1.0, 0.0, 1.0, np.inf], size=p), -np.abs(rng.normal(size=p))):
+            fb, cnt = np.empty(p + 2), np.empty((8, 512), dtype=np.int64)
+            idx, tmp, srt, aso, r2s, r2a = (np.empty(p, dtype=np.int64) for _ in range(6))
+            ok_s, ok_a = _both_ranks(v, fb, cnt, idx, tmp, srt, aso, r2s, r2a)
+            assert ok_s == (np.ptp(v) > 0) and ok_a == (np.ptp(np.abs(v)) > 0)
+            if ok_s:
+                np.testing.assert_array_equal(r2s, 2 * scipy.stats.rankdata(v))
+            if ok_a:
+                np.testing.assert_array_equal(r2a, 2 * scipy.stats.rankdata(np.abs(v)))
