@@ -2,6 +2,9 @@
 noise and data randomization. A method passes when its maps change (see suite.metrics.sanity);
 guided backprop / guided Grad-CAM are published failures (xfail); the sobel and random controls
 are calibration checks (similarity 1 and about 0 at every step)."""
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
 from suite.metrics import sanity as S
@@ -14,12 +17,16 @@ def _images(case, dataset):
     return x[:n], y[:n]
 
 
+def Case(method, scale):  # what _kw reads of a case
+    return SimpleNamespace(method=method, scale=scale)
+
+
 def _kw(case, sb_context):
     return dict(seed=sb_context.seeds[0], params=method_params(case.method, case.scale),
                 device=sb_context.device)
 
 
-def _report_and_check(case, result, x, record):
+def _report_and_check(case, result, x, record, grid=True):
     calibration = case.method in S.CALIBRATION
     verdict = None if calibration else S.sanity_verdict(result)
     if verdict is None:
@@ -32,8 +39,9 @@ def _report_and_check(case, result, x, record):
                beats_baseline=verdict.passes, curves=result.curves(),
                details=S.details(result, verdict))
     what = f"{case.dataset} / {case.model} / {case.method}"
-    record.figure(S.plot_grid(x, result), f"{result.test} randomization grid, {what} (rows: test "
-                  "images; columns: input, trained, then each step)")
+    if grid:
+        record.figure(S.plot_grid(x, result), f"{result.test} randomization grid, {what} (rows: "
+                      "test images; columns: input, trained, then each step)")
     record.figure(S.plot_curves(result, verdict), f"similarity per {result.test} step, {what}")
     if verdict is None:
         S.check_calibration(result)
@@ -49,7 +57,35 @@ def test_sanity_cascade(case, dataset, trained, sb_context, record):
     x, y = _images(case, dataset)
     result = S.cascading_randomization(trained.model, case.model, case.method, x, y,
                                        **_kw(case, sb_context))
-    _report_and_check(case, result, x, record)
+    _report_and_check(case, result, x, record, grid=False)   # its maps: test_sanity_grid_cascade
+
+
+@pytest.mark.metric("sanity_grid")
+def test_sanity_grid_cascade(case, dataset, trained, sb_context, record):
+    """The cascading-randomization picture, rows methods (Adebayo et al. Fig. 2), on the first
+    GRID_IMAGES test images of the cascading cases: every method is computed per image (seeds are
+    per image), so these are those cases' maps (up to the float rounding of a smaller batch)."""
+    x, y = _images(case, dataset)
+    x, y = x[:S.GRID_IMAGES], y[:S.GRID_IMAGES]
+    methods = S.grid_methods(case.dataset, case.model, case.scale)
+    if not methods:
+        pytest.skip(f"no cascading case on {case.dataset}/{case.model} at scale {case.scale}")
+    results = {m: S.cascading_randomization(trained.model, case.model, m, x, y, n_examples=len(x),
+                                            **_kw(Case(m, case.scale), sb_context))
+               for m in methods}
+    for i in range(len(x)):
+        record.figure(S.plot_method_grid(x[i], results, i),
+                      f"cascading randomization, {case.dataset} / {case.model}, test image {i} (rows: "
+                      "methods; columns: input, trained, then each layer re-initialised from the "
+                      "logits down)")
+    steps = next(iter(results.values())).steps
+    record(details={"methods": methods, "steps": list(steps), "n_images": len(x)})
+    for m, r in results.items():
+        assert r.examples.shape == (len(steps), len(x)) + tuple(x.shape[2:]), m
+        assert np.isfinite(r.examples).all() and np.abs(r.examples).max() <= 1.0, m
+    if "sobel" in results:   # model-independent: its row is the same map in every column
+        ex = results["sobel"].examples
+        assert all(np.array_equal(ex[0], ex[k]) for k in range(len(ex))), "sobel row changes"
 
 
 @pytest.mark.metric("sanity_independent")

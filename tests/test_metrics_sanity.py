@@ -166,3 +166,28 @@ def test_batched_comparison_equals_step_by_step(cnn, monkeypatch, method):
         alone = S.similarities(one.examples[0], one.examples[k])
         for m in S.SIMILARITIES:
             assert one.similarity[m][k] == float(alone[m].mean()), (k, m)
+
+
+@pytest.mark.parametrize("method", ["gradient", "smoothgrad", "random"])
+def test_grid_maps_are_the_cascade_cases_maps(cnn, method):
+    # the grid case computes the cascade on the first GRID_IMAGES images only: per-image seeds
+    # make those maps the examples of the full cascading case
+    x = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(6) % 5
+    params = {"n_samples": 3} if method == "smoothgrad" else None
+    full = S.cascading_randomization(cnn, "simplecnn", method, x, y, params=params, n_examples=2)
+    few = S.cascading_randomization(cnn, "simplecnn", method, x[:2], y[:2], params=params,
+                                    n_examples=2)
+    # equal up to float rounding (a batch of 2 takes other convolution code paths than 6)
+    np.testing.assert_allclose(few.examples, full.examples, rtol=1e-5, atol=1e-6)
+    fig = S.plot_method_grid(x[0], {method: few, "again": few}, 0)
+    assert len(fig.axes) == 2 * (len(few.steps) + 1)
+
+
+def test_grid_methods_are_the_cascading_cases():
+    from suite.registry import cases_for
+
+    got = S.grid_methods("shapes", "simplecnn", "smoke")
+    assert got == [c.method for c in cases_for("sanity_cascade", "smoke")
+                   if c.dataset == "shapes" and c.model == "simplecnn"]
+    assert {"gradient", "guidedbp", "sobel"} <= set(got)

@@ -131,6 +131,14 @@ DATARAND = register_metric(MetricSpec(
              "small": ("gradient", "guidedbp", "gradcam", "ggcam", "intgrad", "sobel"),
              "paper": _PAPER["methods"]}))
 
+GRID = register_metric(MetricSpec(
+    "sanity_grid", description="the cascading-randomization picture (Adebayo et al. 2018, Fig. 2): "
+    "rows the methods of the cascading cases, columns the trained model then each re-initialised "
+    "layer, one figure per example test image", needs_method=False, higher_is_better=False,
+    models=CASCADE.models, datasets=CASCADE.datasets))
+#: example test images of the grid picture (the first ones of the cascading cases' images)
+GRID_IMAGES = 2
+
 # -- published expected failures --------------------------------------------------------------
 
 for _m, _what in (("guidedbp", "guided backpropagation"), ("ggcam", "guided Grad-CAM")):
@@ -512,6 +520,47 @@ def plot_grid(images: torch.Tensor, result: SanityResult, *, cell: float = 1.1):
     return fig
 
 
+def grid_methods(dataset: str, model: str, scale: str) -> list[str]:
+    """The methods of the cascading cases of (dataset, model) at ``scale`` (user methods included),
+    in the case order: the rows of the grid picture."""
+    from suite.registry import cases_for
+
+    return [c.method for c in cases_for(CASCADE.name, scale)
+            if c.dataset == dataset and c.model == model]
+
+
+def plot_method_grid(image: torch.Tensor, results: dict[str, SanityResult], index: int = 0, *,
+                     cell: float = 0.9):
+    """Adebayo et al.'s Fig. 2 layout for one test image: rows the methods, columns the input,
+    "trained", then each randomized step; ``results[m].examples[:, index]`` are the maps."""
+    from matplotlib.figure import Figure
+
+    if not results:
+        raise ValueError("plot_method_grid needs at least one method's result")
+    steps = next(iter(results.values())).steps
+    if any(r.steps != steps for r in results.values()):
+        raise ValueError("plot_method_grid: the results have different steps "
+                         f"({ {m: r.steps for m, r in results.items()} })")
+    n_rows, n_cols = len(results), len(steps) + 1
+    fig = Figure(figsize=(cell * n_cols + 0.9, cell * n_rows + 0.7))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    img = image.detach().cpu().numpy().transpose(1, 2, 0)
+    for r, (method, res) in enumerate(results.items()):
+        axes[r, 0].imshow(img[..., 0] if img.shape[2] == 1 else np.clip(img, 0, 1),
+                          cmap="gray" if img.shape[2] == 1 else None)
+        axes[r, 0].set_ylabel(method, fontsize=7, rotation=0, ha="right", va="center")
+        for k in range(len(steps)):
+            axes[r, k + 1].imshow(np.abs(res.examples[k, index]), cmap="inferno", vmin=0, vmax=1)
+    for k, t in enumerate(("input",) + tuple(steps)):
+        axes[0, k].set_title(t.split(".")[-1], fontsize=7, rotation=30)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"cascading randomization from the logits down (|map|, normalised), test image "
+                 f"{index}", fontsize=8)
+    return fig
+
+
 def plot_curves(result: SanityResult, verdict: SanityVerdict | None = None):
     """Similarity (each measure) and accuracy versus step, the threshold dashed."""
     from matplotlib.figure import Figure
@@ -551,7 +600,7 @@ def details(result: SanityResult, verdict: SanityVerdict | None) -> dict[str, An
 
 
 __all__ = ["CALIBRATION", "comparer", "MARGIN", "MIN_PERMUTED_TRAIN_ACC", "THRESHOLD_INDEPENDENT", "NOISE_LEVELS", "N_IMAGES", "PRIMARY", "SIMILARITIES",
-           "SanityResult", "SanityVerdict", "THRESHOLD", "cascading_randomization",
+           "SanityResult", "SanityVerdict", "THRESHOLD", "GRID_IMAGES", "cascading_randomization",
            "check_calibration", "data_randomization", "details", "hog_cell",
-           "independent_randomization", "model_noise", "normalize_maps", "plot_curves",
-           "plot_grid", "sanity_verdict", "similarities"]
+           "grid_methods", "independent_randomization", "model_noise", "normalize_maps",
+           "plot_curves", "plot_grid", "plot_method_grid", "sanity_verdict", "similarities"]
