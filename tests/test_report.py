@@ -436,3 +436,23 @@ def test_calibration_rows_are_listed_but_not_ranked():
     ranked = rank_group(group, higher=False)
     assert [(r, c["method"]) for r, c in ranked] == [(1, "gradient"), (2, "guidedbp"),
                                                      (None, "random"), (None, "sobel")]
+
+
+def test_a_metric_without_methods_is_a_plain_table(tmp_path):
+    """A picture case (sanity_grid) or a user's per-model metric has no method to rank: a plain
+    table, no summary-matrix column, no "random ranks first" warning."""
+    grid = case("cases/t.py::test_sanity_grid_cascade[digits-simplecnn]", None, None,
+                metric="sanity_grid", higher=None)
+    roar = [case(f"cases/t.py::test_roar[digits-simplecnn-{m}]", m, s)
+            for m, s in (("grad", 0.3), ("random", 0.5))]
+    page = (tmp_path / "r").joinpath("index.html")
+    render(results_of(grid, *roar), tmp_path / "r")
+    doc = parse(page.read_text())
+    section = doc.find("section", id="metric-sanity-grid")
+    rows = [[td.text() for td in tr.iter("td")]
+            for tr in section.find("table", class_="accuracy").find("tbody").iter("tr")]
+    assert [r[:2] for r in rows] == [["digits", "simplecnn"]]
+    headers = [th.text() for th in doc.find("table", id="summary-matrix").find("thead")
+               .iter("th", class_="mhead")]
+    assert headers == ["roar"]
+    assert not any("sanity_grid" in line for line in summary_lines(results_of(grid, *roar))[1:])

@@ -14,9 +14,9 @@ from typing import Any
 
 from .compare import compare_runs
 from .plots import curves_png, method_colors
-from .records import (BASELINE_METHOD, OUTCOME_LABELS, PLAIN_METRICS, Case, advantage,
+from .records import (BASELINE_METHOD, OUTCOME_LABELS, Case, advantage,
                       as_score, baseline_score, cases_of, details, direction, direction_text,
-                      expectation, fmt_duration, fmt_num, fmt_signed, group_baseline,
+                      expectation, fmt_duration, fmt_num, fmt_signed, group_baseline, is_plain,
                       group_cases, mean_rank, method_label, other_skips, outcome_counts,
                       rank_group, run_duration_s, skipped_datasets, summary_matrix, text)
 from .tables import write_csv
@@ -143,7 +143,7 @@ suite.report. Per-case data: results.csv.</footer>
         if skipped:
             out.append(("warn", f"{len(skipped)} dataset(s) not evaluated: "
                         + ", ".join(skipped) + "."))
-        first = [f"{m} {ds}/{mo}" for m, groups in self.groups.items() if m not in PLAIN_METRICS
+        first = [f"{m} {ds}/{mo}" for m, groups in self.groups.items() if not is_plain(m, groups)
                  for (ds, mo), g in groups.items()
                  if any(r == 1 and c.get("method") == BASELINE_METHOD
                         for r, c in rank_group(g, direction(g)))]
@@ -279,7 +279,7 @@ suite.report. Per-case data: results.csv.</footer>
 
     def metric_section(self, sid: str, metric: str, groups: dict) -> str:
         parts = [f'<section id="{sid}" class="metric"><h2>{esc(metric)}</h2>']
-        if metric in PLAIN_METRICS:
+        if is_plain(metric, groups):
             rows = "".join(
                 f'<tr class="row-{esc(c.get("outcome"))}" title="{esc(c.get("nodeid"))}">'
                 f'<td>{esc(ds)}</td><td>{esc(mo)}</td>'

@@ -96,6 +96,12 @@ def expectation(case: Case) -> dict | None:
     return e if isinstance(e, dict) else None
 
 
+def is_plain(metric: str, groups: dict[tuple[str, str], list[Case]]) -> bool:
+    """A metric shown as a plain table, not ranked by method: accuracy, the maps picture, and any
+    metric whose cases carry no method (a user's or a picture case such as sanity_grid)."""
+    return metric in PLAIN_METRICS or all(c.get("method") is None for g in groups.values() for c in g)
+
+
 def method_label(case: Case) -> str:
     return text(case.get("method"), "(none)")
 
@@ -239,7 +245,7 @@ def summary_matrix(results: dict) -> tuple[list[tuple[str, str, str, bool | None
     columns: list[tuple[str, str, str, bool | None]] = []
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     for metric, groups in group_cases(results).items():
-        if metric in PLAIN_METRICS:
+        if is_plain(metric, groups):
             continue
         for (dataset, model), group in groups.items():
             higher = direction(group)

@@ -5,7 +5,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from .records import (PLAIN_METRICS, baseline_score, cases_of, direction, fmt_duration, fmt_num,
+from .records import (baseline_score, is_plain, cases_of, direction, fmt_duration, fmt_num,
                       fmt_signed, group_baseline, group_cases, method_label, outcome_counts,
                       rank_group, run_duration_s, skipped_datasets, text, advantage)
 
@@ -70,7 +70,7 @@ def summary_lines(results: dict) -> list[str]:
     rows = []
     for metric, groups in group_cases(results).items():
         for (dataset, model), group in groups.items():
-            if metric in PLAIN_METRICS:
+            if is_plain(metric, groups):
                 for case in group:
                     if case.get("outcome") == "skipped" or case.get("score") is None:
                         continue   # skipped datasets are listed once above; pictures have no score
