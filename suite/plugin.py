@@ -256,7 +256,9 @@ class Recorder:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._item.nodeid)[-120:]
         n = len(self.data.get("images", []))
         rel = f"assets/{stem}-{n}.png"
-        fig.savefig(self._out / rel, dpi=80, bbox_inches="tight", metadata={"Software": None})
+        from suite.report.plots import png_bytes
+
+        (self._out / rel).write_bytes(png_bytes(fig, dpi=80, bbox_inches="tight"))
         self.data.setdefault("images", []).append({"title": title, "file": rel})
         self._flush()
         return rel
