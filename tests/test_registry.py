@@ -42,3 +42,14 @@ def test_cases_for_accuracy_and_ids():
         cases_for("nope", "smoke")
     with pytest.raises(ValueError, match="scale 'huge'"):
         cases_for("accuracy", "huge")
+
+
+def test_metric_listing_names_every_metric_with_its_case_counts():
+    from suite.metrics.__main__ import table
+    from suite.registry import METRICS, cases_for
+
+    out = table()
+    for name in METRICS:
+        line = next(ln for ln in out.splitlines() if ln.split()[:1] == [name])
+        counts = "/".join(str(len(cases_for(name, s))) for s in ("smoke", "small", "paper"))
+        assert line.split()[1] == counts, (name, line)

@@ -19,4 +19,5 @@ MAPS = register_metric(MetricSpec(
 
 
 for _m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-    importlib.import_module(f"{__name__}.{_m.name}")
+    if not _m.name.startswith("_"):   # __main__ is the command line listing, not a metric
+        importlib.import_module(f"{__name__}.{_m.name}")
