@@ -504,15 +504,60 @@ def ssim(a, b, data_range, win_size: int = 7, use_sample_covariance: bool = True
 
 # ----------------------------------------------------------------------------- HOG
 @numba.njit(cache=True, error_model="numpy")
-def _hog_one(m, lo, hi, ce, se, cr, cc, br, bc, hist, blk, out):
+def _hog_pixel(m, y, x, lo, hi, ce, se):
+    # (bin, magnitude) of pixel (y, x), or bin -1 where it adds nothing (zero gradient, or an
+    # orientation in no bin).  The scalar reference arithmetic of _hog_one, which runs it on the
+    # pixels its branch-free row pass flags.
+    h, w = m.shape
+    nbins = lo.shape[0]
+    gr = m[y + 1, x] - m[y - 1, x] if 0 < y < h - 1 else 0.0
+    gc = m[y, x + 1] - m[y, x - 1] if 0 < x < w - 1 else 0.0
+    if gr == 0.0 and gc == 0.0:
+        return -1, 0.0  # magnitude 0 adds nothing, whatever its bin
+    s2 = gc * gc + gr * gr
+    # sqrt is hypot to 1 ulp and 2.5x faster; hypot where the squares over/underflow
+    mag = math.sqrt(s2) if 1e-290 < s2 < 1e290 else math.hypot(gc, gr)
+    ur = gr
+    uc = gc
+    if ur < 0.0 or (ur == 0.0 and uc < 0.0):
+        ur = -ur
+        uc = -uc
+    tol = 1e-12 * (abs(ur) + abs(uc))
+    o = 0
+    dmin = math.inf
+    for k in range(1, nbins):
+        d = ur * ce[k] - uc * se[k]
+        o += d >= 0.0
+        dmin = min(dmin, abs(d))
+    if dmin <= tol:
+        ori = (math.atan2(gr, gc) * (180.0 / math.pi)) % 180.0
+        o = min(int(ori * (nbins / 180.0)), nbins - 1)
+        while o > 0 and ori < lo[o]:
+            o -= 1
+        while o < nbins - 1 and ori >= hi[o]:
+            o += 1
+        if not (ori >= lo[o] and ori < hi[o]):
+            return -1, 0.0
+    return o, mag
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _hog_one(m, lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, out):
     # HOG features of one (H, W) map into out (F,); hist: (H // cr, W // cc, nbins) scratch,
-    # blk: (br * bc * nbins,) scratch.  Cells tile the top-left (H // cr) x (W // cc) region, so
-    # every visited pixel is inside the map.
+    # blk: (br * bc * nbins,) scratch, hrow: (7, H * W) float64 scratch; m C-contiguous.  Cells tile the top-left
+    # (H // cr) x (W // cc) region, so every visited pixel is inside the map.
     # Binning without atan2 (it was 60% of the time): the unsigned orientation t in [0, 180) is
     # >= the edge e (0 < e < 180) iff sin(t - e) >= 0, i.e. gr cos(e) - gc sin(e) >= 0 once the
-    # gradient is turned into the upper half-plane; ce / se hold cos / sin of the edges lo.
+    # gradient is turned into the upper half-plane; ce / se hold cos / sin of the edges lo; the
+    # bin is the number of edges at or below the orientation.
     # Where that test is within rounding of 0 (the orientation on an edge), the bin comes from
     # the orientation in degrees against the float32 edges, as skimage computes it.
+    # Branch-free passes over all pixels compute gradients, magnitudes (sqrt), bins and the
+    # distance to the nearest edge, one edge at a time (long loops that LLVM vectorizes); the
+    # pixels that need more (zero gradient, squares out of sqrt's safe range, non-finite, on an
+    # edge within tolerance) are flagged and redone by _hog_pixel, the scalar arithmetic, in the
+    # serial pass that adds the magnitudes to the cell histograms in row-major pixel order.
+    # Same arithmetic per pixel, same order of the sums: the values of the scalar loop.
     h, w = m.shape
     nbins = lo.shape[0]
     ncr = hist.shape[0]
@@ -520,43 +565,87 @@ def _hog_one(m, lo, hi, ce, se, cr, cc, br, bc, hist, blk, out):
     nbr = ncr - br + 1
     nbc = ncc - bc + 1
     area = float(cr * cc)
-    per_degree = nbins / 180.0
+    xe = ncc * cc
+    ye = ncr * cr
+    npx = ye * w  # the rows the cells cover, whole (columns xe.. are computed, never binned)
+    mf = m.reshape(h * w)
+    vr = hrow[0]
+    vc = hrow[1]
+    vs = hrow[2]
+    vm = hrow[3]
+    vt = hrow[4]
+    vd = hrow[5]
+    vo = hrow[6]
+    # gradients along rows (zero in the first and last row) and along columns (zero in the
+    # first and last column), each in one pass over the flattened rows
+    # (loops over slices, indexed from 0: with offsets in the indices, numba's wraparound of
+    # negative indices keeps LLVM from vectorizing them, 10x slower)
+    yr = min(ye, h - 1)
+    vr[:w] = 0.0
+    dst = vr[w:yr * w]
+    up = mf[2 * w:]
+    dn = mf[:yr * w - w]
+    for i in range(dst.shape[0]):
+        dst[i] = up[i] - dn[i]
+    vr[max(yr, 1) * w:npx] = 0.0
+    dst = vc[1:npx - 1]
+    rt = mf[2:]
+    lf = mf[:npx - 2]
+    for i in range(dst.shape[0]):
+        dst[i] = rt[i] - lf[i]
+    for y in range(ye):
+        vc[y * w] = 0.0
+        vc[y * w + w - 1] = 0.0
+    for i in range(npx):
+        gr = vr[i]
+        gc = vc[i]
+        s2 = gc * gc + gr * gr
+        vs[i] = s2
+        vm[i] = math.sqrt(s2)
+        flip = (gr < 0.0) | ((gr == 0.0) & (gc < 0.0))
+        ur = -gr if flip else gr
+        uc = -gc if flip else gc
+        vr[i] = ur
+        vc[i] = uc
+        vt[i] = 1e-12 * (abs(ur) + abs(uc))
+        vd[i] = math.inf
+        vo[i] = 0.0
+    for k in range(1, nbins):
+        cek = ce[k]
+        sek = se[k]
+        for i in range(npx):
+            d = vr[i] * cek - vc[i] * sek
+            vo[i] += 1.0 if d >= 0.0 else 0.0
+            vd[i] = min(vd[i], abs(d))
+    nflag = 0
+    for i in range(npx):
+        # redo a nonzero gradient whose squares left sqrt's safe range (or are not finite), or
+        # on an edge; a zero gradient adds its magnitude +0.0 (nothing) to a valid bin
+        s2 = vs[i]
+        nz = (vr[i] != 0.0) | (vc[i] != 0.0)
+        ok = (1e-290 < s2) & (s2 < 1e290)
+        fl = nz & ((not ok) | (vd[i] <= vt[i]))
+        vs[i] = 1.0 if fl else 0.0
+        nflag += fl
+    if nflag > 0:
+        for i in range(npx):
+            if vs[i] != 0.0:
+                y = i // w
+                o, mag = _hog_pixel(m, y, i - y * w, lo, hi, ce, se)
+                # a pixel in no bin adds +0.0 to bin 0: nothing (the histograms are >= +0.0)
+                vo[i] = max(o, 0)
+                vm[i] = mag if o >= 0 else 0.0
     hist[:] = 0.0
-    for y in range(ncr * cr):
+    for y in range(ye):
         yi = y // cr
-        inner_r = 0 < y < h - 1
-        for x in range(ncc * cc):
-            gr = m[y + 1, x] - m[y - 1, x] if inner_r else 0.0
-            gc = m[y, x + 1] - m[y, x - 1] if 0 < x < w - 1 else 0.0
-            if gr == 0.0 and gc == 0.0:
-                continue  # magnitude 0 adds nothing, whatever its bin
-            s2 = gc * gc + gr * gr
-            # sqrt is hypot to 1 ulp and 2.5x faster; hypot where the squares over/underflow
-            mag = math.sqrt(s2) if 1e-290 < s2 < 1e290 else math.hypot(gc, gr)
-            ur = gr
-            uc = gc
-            if ur < 0.0 or (ur == 0.0 and uc < 0.0):
-                ur = -ur
-                uc = -uc
-            tol = 1e-12 * (abs(ur) + abs(uc))
-            # the bin is the number of edges at or below the orientation: counted without
-            # branches (a data-dependent break mispredicts about once per pixel)
-            o = 0
-            dmin = math.inf
-            for k in range(1, nbins):
-                d = ur * ce[k] - uc * se[k]
-                o += d >= 0.0
-                dmin = min(dmin, abs(d))
-            if dmin <= tol:
-                ori = (math.atan2(gr, gc) * (180.0 / math.pi)) % 180.0
-                o = min(int(ori * per_degree), nbins - 1)
-                while o > 0 and ori < lo[o]:
-                    o -= 1
-                while o < nbins - 1 and ori >= hi[o]:
-                    o += 1
-                if not (ori >= lo[o] and ori < hi[o]):
-                    continue
-            hist[yi, x // cc, o] += mag
+        for xc in range(ncc):  # cell by cell: no division x // cc per pixel
+            hc = hist[yi, xc]
+            for i in range(y * w + xc * cc, y * w + (xc + 1) * cc):
+                hc[np.int64(vo[i])] += vm[i]
+    # L2-Hys per block; the divisions in loops of their own (vectorized), the sums in order
+    hf = hist.reshape(hist.size)
+    for q in range(hf.shape[0]):  # each cell divided once, not once per block it is in
+        hf[q] = hf[q] / area
     f = 0
     nblk = blk.shape[0]
     for r in range(nbr):
@@ -564,21 +653,24 @@ def _hog_one(m, lo, hi, ce, se, cr, cc, br, bc, hist, blk, out):
             q = 0
             for u in range(br):
                 for v in range(bc):
+                    src = hist[r + u, c + v]
                     for o in range(nbins):
-                        blk[q] = hist[r + u, c + v, o] / area
+                        blk[q] = src[o]
                         q += 1
             s = 0.0
             for q in range(nblk):
                 s += blk[q] * blk[q]
             d = math.sqrt(s + 1e-10)
-            s = 0.0
             for q in range(nblk):
                 blk[q] = min(blk[q] / d, 0.2)
+            s = 0.0
+            for q in range(nblk):
                 s += blk[q] * blk[q]
             d = math.sqrt(s + 1e-10)
+            dst = out[f:f + nblk]
             for q in range(nblk):
-                out[f] = blk[q] / d
-                f += 1
+                dst[q] = blk[q] / d
+            f += nblk
 
 
 @numba.njit(cache=True)
@@ -594,7 +686,8 @@ def _hog_nb(maps, lo, hi, ce, se, cr, cc, br, bc):
     for i in numba.prange(n):
         hist = np.empty((h // cr, w // cc, nbins), dtype=np.float64)
         blk = np.empty(br * bc * nbins, dtype=np.float64)
-        _hog_one(maps[i], lo, hi, ce, se, cr, cc, br, bc, hist, blk, out[i])
+        hrow = np.empty((7, h * w), dtype=np.float64)
+        _hog_one(maps[i], lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, out[i])
     return out
 
 
@@ -715,6 +808,7 @@ def _reference_nb(ref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, do_hog, lo, hi, c
         absmap = np.empty((h, w), dtype=np.float64)
         hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
         blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
+        hrow = np.empty((7, h * w), dtype=np.float64)
         for i in range(c * n // nchunks, (c + 1) * n // nchunks):
             v = ref[i].reshape(p)
             ok_s[i], ok_a[i] = _both_ranks(v, fb, cnt, idx, tmp, srt, aso, r2s[i], r2a[i])
@@ -724,7 +818,7 @@ def _reference_nb(ref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, do_hog, lo, hi, c
                 for y in range(h):
                     for x in range(w):
                         absmap[y, x] = abs(ref[i, y, x])
-                _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, fref[i])
+                _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, fref[i])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -746,6 +840,7 @@ def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, rows, out
         hs = np.empty((5, h, w - win + 1), dtype=np.float64)
         hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
         blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
+        hrow = np.empty((7, h * w), dtype=np.float64)
         fo = np.empty(fref.shape[1], dtype=np.float64)
         for j in range(c * n // nchunks, (c + 1) * n // nchunks):
             i = rows[j]
@@ -758,7 +853,7 @@ def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, rows, out
                     absmap[y, x] = abs(other[j, y, x])
             out[2, j] = _ssim_one(absref[i], absmap, win, c1, c2, cov_norm, hs)
             if do_hog:
-                _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, fo)
+                _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, fo)
                 out[3, j] = _pearson(fref[i], fo)
             else:
                 out[3, j] = np.nan

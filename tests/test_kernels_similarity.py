@@ -235,3 +235,72 @@ def test_map_similarity_spearman_merge_edge_cases():
                 np.testing.assert_array_equal(r2s, 2 * scipy.stats.rankdata(v))
             if ok_a:
                 np.testing.assert_array_equal(r2a, 2 * scipy.stats.rankdata(np.abs(v)))
+
+
+def _hog_scalar(m, nbins, cr, cc, br, bc):
+    """HOG features by the scalar per-pixel arithmetic (kernels' _hog_pixel), accumulated in
+    row-major pixel order in Python floats, then L2-Hys: what _hog_one must equal exactly."""
+    from kernels.similarity import _hog_edges, _hog_pixel
+
+    lo, hi, ce, se = _hog_edges(nbins)
+    h, w = m.shape
+    ncr, ncc = h // cr, w // cc
+    hist = np.zeros((ncr, ncc, nbins))
+    for y in range(ncr * cr):
+        for x in range(ncc * cc):
+            o, mag = _hog_pixel(m, y, x, lo, hi, ce, se)
+            if o >= 0:
+                hist[y // cr, x // cc, o] = float(hist[y // cr, x // cc, o]) + mag
+    out = []
+    for r in range(ncr - br + 1):
+        for c in range(ncc - bc + 1):
+            blk = [float(hist[r + u, c + v, o]) / float(cr * cc)
+                   for u in range(br) for v in range(bc) for o in range(nbins)]
+            s = 0.0
+            for e in blk:
+                s += e * e
+            d = np.sqrt(s + 1e-10)
+            blk = [min(e / d, 0.2) for e in blk]
+            s = 0.0
+            for e in blk:
+                s += e * e
+            d = np.sqrt(s + 1e-10)
+            out += [e / d for e in blk]
+    return np.array(out)
+
+
+@pytest.mark.parametrize("orientations, ppc, cpb, shape", [(9, (4, 4), (2, 2), (16, 17)),
+                                                           (8, (4, 2), (1, 2), (13, 10)),
+                                                           (4, (2, 2), (2, 1), (6, 7))])
+def test_hog_vectorized_passes_equal_the_scalar_arithmetic(orientations, ppc, cpb, shape):
+    """_hog_one bins all pixels in branch-free passes and redoes the flagged ones (zero gradient,
+    squares out of sqrt's range, on a bin edge) with _hog_pixel: the features are exactly those
+    of the per-pixel scalar loop, also where the cells do not cover the whole map, with signed
+    zeros, huge / tiny scales (hypot), integer maps (gradients on the edges, also off by a few
+    ulps) and constant maps;
+    MapSimilarity's HOG column uses the same kernel."""
+    from kernels.similarity import MapSimilarity
+
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(10,) + shape)
+    m[1] = rng.integers(-2, 3, size=shape)
+    # gradients within a few ulps of the bin edges (where the edge test defers to atan2)
+    m[9] = rng.integers(-2, 3, size=shape) * (1 + rng.integers(-3, 4, size=shape) * 2.0 ** -52)
+    m[2] = np.add.outer(np.arange(shape[0]), np.arange(shape[1])) % 3
+    m[3] = 0.0
+    m[3, ::2] = -0.0
+    m[4] *= 1e-160      # squares underflow: hypot
+    m[5] *= 1e160       # squares overflow: hypot
+    m[6] = 0.5          # constant: all-zero features
+    m[7] = np.where(rng.random(shape) < 0.5, -0.0, 0.0) + np.round(rng.normal(size=shape))
+    m[8, :, : shape[1] // 2] = 0.0
+    got = hog_features(m, orientations, ppc, cpb)
+    for i in range(len(m)):
+        np.testing.assert_array_equal(got[i], _hog_scalar(m[i], orientations, *ppc, *cpb), err_msg=str(i))
+    if min(shape) >= 7:
+        # (not the tiny map: the Pearson of its ~1e-160 features underflows, sxx * syy == 0)
+        b = np.abs(np.delete(m, 4, axis=0))
+        a = b[::-1].copy()
+        comp = MapSimilarity(a, data_range=1.0, orientations=orientations, pixels_per_cell=ppc,
+                             cells_per_block=cpb)
+        np.testing.assert_array_equal(comp(b)["hog"], hog_pearson(a, b, orientations, ppc, cpb))
