@@ -374,88 +374,135 @@ def spearman(a, b, absolute: bool = False) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- SSIM
 @numba.njit(cache=True, error_model="numpy")
-def _ssim_one(a, b, win, c1, c2, cov_norm, hs):
-    # Mean SSIM of one pair of (H, W) maps; hs: (5, H, W - win + 1) float64 scratch.
-    # Window sums of x, y, xx, yy, xy by sliding sums (add the entering column / row, subtract the
-    # leaving one): O(1) per pixel instead of O(win); agrees with direct sums to ~1e-15.
+def _ssim_stats(a, win, cov_norm, hs, acc, ux, vx):
+    # Mean ux and variance vx (cov_norm * (E[x^2] - ux^2)) of every window of a, (oh, ow) each;
+    # hs: (3, H, ow), acc: (3, ow) scratch.  Window sums by sliding sums (add the entering
+    # column / row, subtract the leaving one): O(1) per pixel instead of O(win); agree with
+    # direct sums to ~1e-15.  Along the rows first, then down the columns one row of windows at
+    # a time (vectorized over the columns; per window the same sequence of additions as a
+    # window-by-window loop).  (Plain 2-d / 3-d indexing: views cost reference counting, and
+    # offsets in an inner loop's index numba's wraparound code.)
     h, w = a.shape
-    oh = h - win + 1
-    ow = w - win + 1
+    oh = ux.shape[0]
+    ow = ux.shape[1]
     npx = float(win * win)
     for y in range(h):
         s0 = 0.0
-        s1 = 0.0
         s2 = 0.0
+        for k in range(win):
+            u = a[y, k]
+            s0 += u
+            s2 += u * u
+        hs[0, y, 0] = s0
+        hs[1, y, 0] = s2
+        for xo in range(1, ow):
+            u = a[y, xo + win - 1]
+            u0 = a[y, xo - 1]
+            s0 += u - u0
+            s2 += u * u - u0 * u0
+            hs[0, y, xo] = s0
+            hs[1, y, xo] = s2
+    acc[:2] = 0.0
+    for q in range(2):
+        for k in range(win):
+            for xo in range(ow):
+                acc[q, xo] += hs[q, k, xo]
+    for yo in range(oh):
+        if yo > 0:
+            yi = yo + win - 1
+            ye = yo - 1
+            for q in range(2):
+                for xo in range(ow):
+                    acc[q, xo] += hs[q, yi, xo] - hs[q, ye, xo]
+        for xo in range(ow):
+            m = acc[0, xo] / npx
+            ux[yo, xo] = m
+            vx[yo, xo] = cov_norm * (acc[1, xo] / npx - m * m)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _ssim_with(ux, vx, a, b, win, c1, c2, cov_norm, hs, acc, val):
+    # Mean SSIM of (H, W) maps a and b given a's window means ux and variances vx (_ssim_stats);
+    # hs: (3, H, ow), acc: (3, ow), val: (oh, ow) scratch.  Window sums of y, y^2, x y as in
+    # _ssim_stats, the SSIM of each window (vectorized over a row of windows: the divisions were
+    # most of the time), then their sum in the order of a window-by-window loop (columns of
+    # windows outer, rows inner).
+    h, w = a.shape
+    oh = ux.shape[0]
+    ow = ux.shape[1]
+    npx = float(win * win)
+    for y in range(h):
+        s1 = 0.0
         s3 = 0.0
         s4 = 0.0
         for k in range(win):
             u = a[y, k]
             v = b[y, k]
-            s0 += u
             s1 += v
-            s2 += u * u
             s3 += v * v
             s4 += u * v
-        hs[0, y, 0] = s0
-        hs[1, y, 0] = s1
-        hs[2, y, 0] = s2
-        hs[3, y, 0] = s3
-        hs[4, y, 0] = s4
+        hs[0, y, 0] = s1
+        hs[1, y, 0] = s3
+        hs[2, y, 0] = s4
         for xo in range(1, ow):
             u = a[y, xo + win - 1]
             v = b[y, xo + win - 1]
             u0 = a[y, xo - 1]
             v0 = b[y, xo - 1]
-            s0 += u - u0
             s1 += v - v0
-            s2 += u * u - u0 * u0
             s3 += v * v - v0 * v0
             s4 += u * v - u0 * v0
-            hs[0, y, xo] = s0
-            hs[1, y, xo] = s1
-            hs[2, y, xo] = s2
-            hs[3, y, xo] = s3
-            hs[4, y, xo] = s4
+            hs[0, y, xo] = s1
+            hs[1, y, xo] = s3
+            hs[2, y, xo] = s4
+    acc[:] = 0.0
+    for q in range(3):
+        for k in range(win):
+            for xo in range(ow):
+                acc[q, xo] += hs[q, k, xo]
+    for yo in range(oh):
+        if yo > 0:
+            yi = yo + win - 1
+            ye = yo - 1
+            for q in range(3):  # one array per loop: LLVM vectorizes it (three: 3x slower)
+                for xo in range(ow):
+                    acc[q, xo] += hs[q, yi, xo] - hs[q, ye, xo]
+        for xo in range(ow):
+            u = ux[yo, xo]
+            uy = acc[0, xo] / npx
+            vy = cov_norm * (acc[1, xo] / npx - uy * uy)
+            vxy = cov_norm * (acc[2, xo] / npx - u * uy)
+            p1 = 2.0 * u * uy + c1
+            p2 = 2.0 * vxy + c2
+            q1 = u * u + uy * uy + c1
+            q2 = vx[yo, xo] + vy + c2
+            val[yo, xo] = (p1 * p2) / (q1 * q2)
     total = 0.0
     for xo in range(ow):
-        m0 = 0.0
-        m1 = 0.0
-        m2 = 0.0
-        m3 = 0.0
-        m4 = 0.0
-        for k in range(win):
-            m0 += hs[0, k, xo]
-            m1 += hs[1, k, xo]
-            m2 += hs[2, k, xo]
-            m3 += hs[3, k, xo]
-            m4 += hs[4, k, xo]
         for yo in range(oh):
-            if yo > 0:
-                m0 += hs[0, yo + win - 1, xo] - hs[0, yo - 1, xo]
-                m1 += hs[1, yo + win - 1, xo] - hs[1, yo - 1, xo]
-                m2 += hs[2, yo + win - 1, xo] - hs[2, yo - 1, xo]
-                m3 += hs[3, yo + win - 1, xo] - hs[3, yo - 1, xo]
-                m4 += hs[4, yo + win - 1, xo] - hs[4, yo - 1, xo]
-            ux = m0 / npx
-            uy = m1 / npx
-            vx = cov_norm * (m2 / npx - ux * ux)
-            vy = cov_norm * (m3 / npx - uy * uy)
-            vxy = cov_norm * (m4 / npx - ux * uy)
-            a1 = 2.0 * ux * uy + c1
-            a2 = 2.0 * vxy + c2
-            b1 = ux * ux + uy * uy + c1
-            b2 = vx + vy + c2
-            total += (a1 * a2) / (b1 * b2)
+            total += val[yo, xo]
     return total / (oh * ow)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _ssim_one(a, b, win, c1, c2, cov_norm, hs, acc, val, ux, vx):
+    # Mean SSIM of one pair of (H, W) maps; scratch hs (3, H, ow), acc (3, ow), val / ux / vx
+    # (oh, ow).
+    _ssim_stats(a, win, cov_norm, hs, acc, ux, vx)
+    return _ssim_with(ux, vx, a, b, win, c1, c2, cov_norm, hs, acc, val)
 
 
 @numba.njit(cache=True, parallel=True)
 def _ssim_nb(a, b, win, c1, c2, cov_norm):
     n, h, w = a.shape
     out = np.empty(n, dtype=np.float64)
+    oh = h - win + 1
+    ow = w - win + 1
     for i in numba.prange(n):
-        hs = np.empty((5, h, w - win + 1), dtype=np.float64)
-        out[i] = _ssim_one(a[i], b[i], win, c1, c2, cov_norm, hs)
+        hs = np.empty((3, h, ow), dtype=np.float64)
+        acc = np.empty((3, ow), dtype=np.float64)
+        val = np.empty((3, oh, ow), dtype=np.float64)
+        out[i] = _ssim_one(a[i], b[i], win, c1, c2, cov_norm, hs, acc, val[0], val[1], val[2])
     return out
 
 
@@ -794,18 +841,19 @@ def _spearman_known(r2a, saa, ok_a, rb, ok_b):
 
 
 @numba.njit(cache=True, parallel=True)
-def _reference_nb(ref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, do_hog, lo, hi, ce, se, cr, cc, br,
-                  bc, nchunks):
+def _reference_nb(ref, absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, sux, svx, win, cov_norm, fref,
+                  do_hog, lo, hi, ce, se, cr, cc, br, bc, nchunks):
     n, h, w = ref.shape
     p = h * w
     for c in numba.prange(nchunks):
+        hs = np.empty((3, h, w - win + 1), dtype=np.float64)
+        acc = np.empty((3, w - win + 1), dtype=np.float64)
         fb = np.empty(p + 2, dtype=np.float64)
         cnt = np.empty((8, 512), dtype=np.int64)
         idx = np.empty(p, dtype=np.int64)
         tmp = np.empty(p, dtype=np.int64)
         srt = np.empty(p, dtype=np.int64)
         aso = np.empty(p, dtype=np.int64)
-        absmap = np.empty((h, w), dtype=np.float64)
         hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
         blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
         hrow = np.empty((7, h * w), dtype=np.float64)
@@ -814,16 +862,14 @@ def _reference_nb(ref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, do_hog, lo, hi, c
             ok_s[i], ok_a[i] = _both_ranks(v, fb, cnt, idx, tmp, srt, aso, r2s[i], r2a[i])
             ss_s[i] = _square_sum(r2s[i]) if ok_s[i] else 0
             ss_a[i] = _square_sum(r2a[i]) if ok_a[i] else 0
+            _ssim_stats(absref[i], win, cov_norm, hs, acc, sux[i], svx[i])
             if do_hog:
-                for y in range(h):
-                    for x in range(w):
-                        absmap[y, x] = abs(ref[i, y, x])
-                _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, fref[i])
+                _hog_one(absref[i], lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, fref[i])
 
 
 @numba.njit(cache=True, parallel=True)
-def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, rows, out, win, c1, c2,
-                cov_norm, do_hog, lo, hi, ce, se, cr, cc, br, bc, nchunks):
+def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, sux, svx, fref, other, rows, out, win,
+                c1, c2, cov_norm, do_hog, lo, hi, ce, se, cr, cc, br, bc, nchunks):
     # other[j] against reference row rows[j]
     n, h, w = other.shape
     p = h * w
@@ -837,7 +883,9 @@ def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, rows, out
         rbs = np.empty(p, dtype=np.int64)
         rba = np.empty(p, dtype=np.int64)
         absmap = np.empty((h, w), dtype=np.float64)
-        hs = np.empty((5, h, w - win + 1), dtype=np.float64)
+        hs = np.empty((3, h, w - win + 1), dtype=np.float64)
+        acc = np.empty((3, w - win + 1), dtype=np.float64)
+        val = np.empty((h - win + 1, w - win + 1), dtype=np.float64)
         hist = np.empty((max(h // cr, 1), max(w // cc, 1), lo.shape[0]), dtype=np.float64)
         blk = np.empty(br * bc * lo.shape[0], dtype=np.float64)
         hrow = np.empty((7, h * w), dtype=np.float64)
@@ -851,7 +899,8 @@ def _compare_nb(absref, r2a, ok_a, ss_a, r2s, ok_s, ss_s, fref, other, rows, out
             for y in range(h):
                 for x in range(w):
                     absmap[y, x] = abs(other[j, y, x])
-            out[2, j] = _ssim_one(absref[i], absmap, win, c1, c2, cov_norm, hs)
+            out[2, j] = _ssim_with(sux[i], svx[i], absref[i], absmap, win, c1, c2, cov_norm, hs,
+                                   acc, val)
             if do_hog:
                 _hog_one(absmap, lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, fo)
                 out[3, j] = _pearson(fref[i], fo)
@@ -870,8 +919,8 @@ class MapSimilarity:
     "hog"}``, each ``(N,)`` float64, with exactly the values of ``spearman(|ref|, |other|)``,
     ``spearman(ref, other)``, ``ssim(|ref|, |other|, data_range, win_size)`` and
     ``hog_pearson(|ref|, |other|, orientations, pixels_per_cell, cells_per_block)``
-    (``pixels_per_cell=None``: no HOG, NaN).  The reference's ranks and HOG features are computed
-    once, in the constructor; each call ranks, filters and bins only ``other``, all four measures
+    (``pixels_per_cell=None``: no HOG, NaN).  The reference's ranks, SSIM window means and
+    variances and HOG features are computed once, in the constructor; each call ranks, filters and bins only ``other``, all four measures
     in one parallel pass over the images (the cascading test compares ~10 map sets with one
     reference).  ``identical()`` is what a call on ``ref`` itself returns, without computing it.
     """
@@ -903,8 +952,13 @@ class MapSimilarity:
         self._ss_s = np.empty(n, dtype=np.int64)
         self._fref = np.zeros((n, nf), dtype=np.float64)
         self._absref = np.abs(self.ref)
-        _reference_nb(self.ref, self._r2a, self._ok_a, self._ss_a, self._r2s, self._ok_s,
-                      self._ss_s, self._fref, self.do_hog, *self._hog, self._chunks())
+        # the reference's SSIM window means and variances, computed once (the arithmetic of ssim())
+        oh, ow = h - self.win_size + 1, w - self.win_size + 1
+        self._sux = np.empty((n, oh, ow), dtype=np.float64)
+        self._svx = np.empty((n, oh, ow), dtype=np.float64)
+        _reference_nb(self.ref, self._absref, self._r2a, self._ok_a, self._ss_a, self._r2s,
+                      self._ok_s, self._ss_s, self._sux, self._svx, self.win_size, self._ssim[3],
+                      self._fref, self.do_hog, *self._hog, self._chunks())
 
     def _chunks(self, n: int | None = None) -> int:
         n = self.ref.shape[0] if n is None else n
@@ -931,7 +985,7 @@ class MapSimilarity:
         o = np.ascontiguousarray(o, dtype=np.float64)
         out = np.empty((4, o.shape[0]), dtype=np.float64)
         _compare_nb(self._absref, self._r2a, self._ok_a, self._ss_a, self._r2s, self._ok_s,
-                    self._ss_s, self._fref, o, r, out, *self._ssim, self.do_hog, *self._hog,
+                    self._ss_s, self._sux, self._svx, self._fref, o, r, out, *self._ssim, self.do_hog, *self._hog,
                     self._chunks(o.shape[0]))
         return dict(zip(MEASURES, out))
 

@@ -304,3 +304,63 @@ def test_hog_vectorized_passes_equal_the_scalar_arithmetic(orientations, ppc, cp
         comp = MapSimilarity(a, data_range=1.0, orientations=orientations, pixels_per_cell=ppc,
                              cells_per_block=cpb)
         np.testing.assert_array_equal(comp(b)["hog"], hog_pearson(a, b, orientations, ppc, cpb))
+
+
+def _ssim_windowwise(a, b, win, c1, c2, cov_norm):
+    """Mean SSIM by sliding sums along the rows, then window by window (columns of windows
+    outer), the arithmetic the kernels must reproduce exactly (Python floats)."""
+    h, w = a.shape
+    oh, ow = h - win + 1, w - win + 1
+    npx = float(win * win)
+    hs = np.zeros((5, h, ow))
+    for y in range(h):
+        s = [0.0] * 5
+        for k in range(win):
+            u, v = float(a[y, k]), float(b[y, k])
+            s = [s[0] + u, s[1] + v, s[2] + u * u, s[3] + v * v, s[4] + u * v]
+        hs[:, y, 0] = s
+        for xo in range(1, ow):
+            u, v = float(a[y, xo + win - 1]), float(b[y, xo + win - 1])
+            u0, v0 = float(a[y, xo - 1]), float(b[y, xo - 1])
+            s = [s[0] + (u - u0), s[1] + (v - v0), s[2] + (u * u - u0 * u0), s[3] + (v * v - v0 * v0),
+                 s[4] + (u * v - u0 * v0)]
+            hs[:, y, xo] = s
+    total = 0.0
+    for xo in range(ow):
+        m = [0.0] * 5
+        for k in range(win):
+            m = [m[q] + float(hs[q, k, xo]) for q in range(5)]
+        for yo in range(oh):
+            if yo > 0:
+                m = [m[q] + (float(hs[q, yo + win - 1, xo]) - float(hs[q, yo - 1, xo])) for q in range(5)]
+            ux, uy = m[0] / npx, m[1] / npx
+            vx = cov_norm * (m[2] / npx - ux * ux)
+            vy = cov_norm * (m[3] / npx - uy * uy)
+            vxy = cov_norm * (m[4] / npx - ux * uy)
+            total += ((2.0 * ux * uy + c1) * (2.0 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return total / (oh * ow)
+
+
+@pytest.mark.parametrize("shape, win", [((12, 15), 7), ((9, 8), 3), ((10, 10), 5)])
+def test_ssim_equals_the_windowwise_arithmetic(shape, win):
+    """ssim() (window sums a row of windows at a time, vectorized) and MapSimilarity (the
+    reference's window means and variances computed once, in the constructor) give exactly the
+    values of the window-by-window loop, constant maps and ties included."""
+    from kernels.similarity import MapSimilarity
+
+    rng = np.random.default_rng(7)
+    a = rng.random((5,) + shape)
+    b = np.clip(a + rng.normal(scale=0.3, size=a.shape), 0, 1)
+    a[1] = 0.25
+    b[2] = 0.0
+    a[3] = np.round(a[3] * 3) / 3
+    b[4] = rng.random(shape) ** 8
+    npx = win * win
+    c1, c2, cov = 0.01 ** 2, 0.03 ** 2, npx / (npx - 1.0)
+    want = [_ssim_windowwise(a[i], b[i], win, c1, c2, cov) for i in range(len(a))]
+    np.testing.assert_array_equal(ssim(a, b, data_range=1.0, win_size=win), want)
+    got = MapSimilarity(a, data_range=1.0, win_size=win, pixels_per_cell=None)(b)["ssim"]
+    np.testing.assert_array_equal(got, want)
+    want_nosample = [_ssim_windowwise(a[i], b[i], win, 4 * c1, 4 * c2, 1.0) for i in range(len(a))]
+    np.testing.assert_array_equal(ssim(a, b, data_range=2.0, win_size=win, use_sample_covariance=False),
+                                  want_nosample)
