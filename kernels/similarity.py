@@ -982,7 +982,9 @@ class MapSimilarity:
             want = (len(r),) + self.ref.shape[1:]
         if o.shape != want:
             raise ValueError(f"other must have the reference's shape {want}, got {o.shape}")
-        o = np.ascontiguousarray(o, dtype=np.float64)
+        # float32 maps go in as they are (widened exactly inside: the same values), anything
+        # else as float64
+        o = np.ascontiguousarray(o, dtype=np.float32 if o.dtype == np.float32 else np.float64)
         out = np.empty((4, o.shape[0]), dtype=np.float64)
         _compare_nb(self._absref, self._r2a, self._ok_a, self._ss_a, self._r2s, self._ok_s,
                     self._ss_s, self._sux, self._svx, self._fref, o, r, out, *self._ssim, self.do_hog, *self._hog,

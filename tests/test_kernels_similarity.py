@@ -364,3 +364,22 @@ def test_ssim_equals_the_windowwise_arithmetic(shape, win):
     want_nosample = [_ssim_windowwise(a[i], b[i], win, 4 * c1, 4 * c2, 1.0) for i in range(len(a))]
     np.testing.assert_array_equal(ssim(a, b, data_range=2.0, win_size=win, use_sample_covariance=False),
                                   want_nosample)
+
+
+def test_map_similarity_takes_float32_maps_as_they_are():
+    """float32 maps are compared without a float64 copy (widened exactly inside): the same
+    values as their float64 copy, for all four measures."""
+    from kernels.similarity import MEASURES, MapSimilarity
+
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(6, 16, 16)).astype(np.float32)
+    b = rng.normal(size=(6, 16, 16)).astype(np.float32)
+    b[1] = np.round(b[1])
+    b[2] = 0.0
+    comp = MapSimilarity(a, data_range=2.0, pixels_per_cell=(4, 4))
+    got, want = comp(b), comp(b.astype(np.float64))
+    for m in MEASURES:
+        np.testing.assert_array_equal(got[m], want[m], err_msg=m)
+    sub = comp(b[[3, 0]], rows=[3, 0])
+    for m in MEASURES:
+        np.testing.assert_array_equal(sub[m], want[m][[3, 0]], err_msg=m)
