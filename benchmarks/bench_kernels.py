@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kernels.imputation import impute, impute_ref  # noqa: E402
 from kernels.masking import rank_and_mask, rank_and_mask_ref  # noqa: E402
 from kernels.ranking import rank_order, rank_order_ref  # noqa: E402
-from kernels.similarity import spearman, spearman_ref, ssim, ssim_ref  # noqa: E402
+from kernels.similarity import MapSimilarity, hog_pearson, spearman, spearman_ref, ssim, ssim_ref  # noqa: E402
 
 
 def _time(fn):
@@ -113,6 +113,27 @@ def _spearman_data():
     return {"a": a, "b": a + rng.normal(size=a.shape).astype(np.float32)}
 
 
+def _similarity_data():
+    """The sanity checks' comparison: 1024 maps of 32 x 32 normalised to [-1, 1] (float32) against a
+    reference set; the comparator (reference ranks, SSIM statistics, HOG features) built once."""
+    rng = np.random.default_rng(4)
+
+    def maps():
+        m = rng.normal(size=(1024, 32, 32)).astype(np.float32)
+        return m / np.abs(m).reshape(len(m), -1).max(1)[:, None, None]
+
+    ref, other = maps(), maps()
+    return {"ref": ref, "other": other, "comp": MapSimilarity(ref, data_range=1.0)}
+
+
+def _similarity_separate(d):
+    """The four measures by the separate functions (what MapSimilarity returns, value for value)."""
+    a, b = d["ref"], d["other"]
+    aa, ab = np.abs(a), np.abs(b)
+    return (spearman(a, b, absolute=True), spearman(a, b), ssim(aa, ab, data_range=1.0),
+            hog_pearson(aa, ab))
+
+
 def _roar_data():
     n = int(os.environ.get("SALIENCYBENCH_BENCH_N", "50000"))
     rng = np.random.default_rng(2)
@@ -145,6 +166,12 @@ CASES = {
         lambda d: ssim(d["a"], d["b"], data_range=8.0),
         lambda d: ssim_ref(d["a"], d["b"], data_range=8.0),
         128, 128, 10,
+    ),
+    "map_similarity_1024_vs_separate_functions": (  # per map, all four measures
+        _similarity_data,
+        lambda d: d["comp"](d["other"]),
+        _similarity_separate,
+        1024, 1024, 9,
     ),
     "rank_order_pixel_4096x32x32": (
         lambda: {"a": np.random.default_rng(3).random((4096, 32, 32), dtype=np.float32)},
