@@ -591,8 +591,8 @@ def _hog_pixel(m, y, x, lo, hi, ce, se):
 @numba.njit(cache=True, error_model="numpy")
 def _hog_one(m, lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, out):
     # HOG features of one (H, W) map into out (F,); hist: (H // cr, W // cc, nbins) scratch,
-    # blk: (br * bc * nbins,) scratch, hrow: (7, H * W) float64 scratch; m C-contiguous.  Cells tile the top-left
-    # (H // cr) x (W // cc) region, so every visited pixel is inside the map.
+    # blk: (br * bc * nbins,) scratch, hrow: (7, H * W) float64 scratch; m C-contiguous.  Cells
+    # tile the top-left (H // cr) x (W // cc) region, so every binned pixel is inside the map.
     # Binning without atan2 (it was 60% of the time): the unsigned orientation t in [0, 180) is
     # >= the edge e (0 < e < 180) iff sin(t - e) >= 0, i.e. gr cos(e) - gc sin(e) >= 0 once the
     # gradient is turned into the upper half-plane; ce / se hold cos / sin of the edges lo; the
@@ -601,9 +601,10 @@ def _hog_one(m, lo, hi, ce, se, cr, cc, br, bc, hist, blk, hrow, out):
     # the orientation in degrees against the float32 edges, as skimage computes it.
     # Branch-free passes over all pixels compute gradients, magnitudes (sqrt), bins and the
     # distance to the nearest edge, one edge at a time (long loops that LLVM vectorizes); the
-    # pixels that need more (zero gradient, squares out of sqrt's safe range, non-finite, on an
-    # edge within tolerance) are flagged and redone by _hog_pixel, the scalar arithmetic, in the
-    # serial pass that adds the magnitudes to the cell histograms in row-major pixel order.
+    # pixels that need more (a nonzero gradient whose squares leave sqrt's safe range or are
+    # not finite, or on an edge within tolerance) are flagged and redone by _hog_pixel, the
+    # scalar arithmetic (a zero gradient, or a pixel in no bin, adds +0.0 to a bin: nothing);
+    # then a serial pass adds the magnitudes to the cell histograms in row-major pixel order.
     # Same arithmetic per pixel, same order of the sums: the values of the scalar loop.
     h, w = m.shape
     nbins = lo.shape[0]
