@@ -275,6 +275,9 @@ def _both_ranks(v, fb, cnt, idx, tmp, srt, aso, r2s, r2a):
     sv[p] = math.inf
     sv[p + 1] = -math.inf
     _group_ranks(sv, srt, r2s)
+    if k0 == 0:  # no negatives (e.g. Grad-CAM maps): |v| = v, the same ranks
+        r2a[:] = r2s
+        return True, True
     av = tmp.view(np.float64)
     _abs_merge(sv, srt, k0, av, aso)
     if av[0] == av[p - 1]:

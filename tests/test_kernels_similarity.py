@@ -200,7 +200,8 @@ def test_map_similarity_spearman_merge_edge_cases():
     """The |v| order of MapSimilarity comes from one sort of v, merged without branches from both
     ends: odd numbers of values (a middle value), ties between v and -v, maps with no negatives or
     no non-negatives, signed zeros, and +-inf (where the merge's +inf sentinel would tie, so it
-    falls back to one chain) all give exactly spearman()'s values and scipy's ranks."""
+    falls back to one chain), and maps without negatives (|v| = v: the signed ranks copied) all
+    give exactly spearman()'s values and scipy's ranks."""
     from kernels.similarity import MapSimilarity, _both_ranks
 
     rng = np.random.default_rng(11)
@@ -226,7 +227,8 @@ def test_map_similarity_spearman_merge_edge_cases():
     # the ranks themselves, down to one value
     for p in (1, 2, 3, 4, 5, 8, 33):
         for v in (rng.normal(size=p), rng.integers(-2, 3, size=p).astype(float),
-                  rng.choice([-np.inf, -1.0, 0.0, 1.0, np.inf], size=p), -np.abs(rng.normal(size=p))):
+                  rng.choice([-np.inf, -1.0, 0.0, 1.0, np.inf], size=p), -np.abs(rng.normal(size=p)),
+                  np.abs(rng.normal(size=p)), rng.choice([-0.0, 0.0, 2.0], size=p)):
             fb, cnt = np.empty(p + 2), np.empty((8, 512), dtype=np.int64)
             idx, tmp, srt, aso, r2s, r2a = (np.empty(p, dtype=np.int64) for _ in range(6))
             ok_s, ok_a = _both_ranks(v, fb, cnt, idx, tmp, srt, aso, r2s, r2a)
