@@ -64,7 +64,10 @@ def _pearson(x, y):
         syy += dy * dy
     if sxx == 0.0 or syy == 0.0:
         return np.nan
-    r = sxy / math.sqrt(sxx * syy)
+    d = math.sqrt(sxx * syy)
+    if d == 0.0 or not math.isfinite(d):   # the product under- / overflowed (tiny / huge vectors)
+        d = math.sqrt(sxx) * math.sqrt(syy)
+    r = sxy / d
     return max(-1.0, min(1.0, r))
 
 

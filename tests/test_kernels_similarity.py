@@ -300,8 +300,7 @@ def test_hog_vectorized_passes_equal_the_scalar_arithmetic(orientations, ppc, cp
     for i in range(len(m)):
         np.testing.assert_array_equal(got[i], _hog_scalar(m[i], orientations, *ppc, *cpb), err_msg=str(i))
     if min(shape) >= 7:
-        # (not the tiny map: the Pearson of its ~1e-160 features underflows, sxx * syy == 0)
-        b = np.abs(np.delete(m, 4, axis=0))
+        b = np.abs(m)
         a = b[::-1].copy()
         comp = MapSimilarity(a, data_range=1.0, orientations=orientations, pixels_per_cell=ppc,
                              cells_per_block=cpb)
@@ -385,3 +384,20 @@ def test_map_similarity_takes_float32_maps_as_they_are():
     sub = comp(b[[3, 0]], rows=[3, 0])
     for m in MEASURES:
         np.testing.assert_array_equal(sub[m], want[m][[3, 0]], err_msg=m)
+
+
+def test_pearson_of_tiny_and_huge_vectors_is_the_scaled_value():
+    # sxx * syy under- / overflows for features ~1e-160 / ~1e160: the correlation is scale-free,
+    # so it must equal the value for the same vectors scaled by an exact power of two
+    from kernels.similarity import _pearson
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=64), rng.normal(size=64)
+    y += 0.5 * x
+    r = _pearson(x, y)
+    for k in (-500, 500):   # squares ~1e-301 (product underflows) and ~1e301 (overflows)
+        got = _pearson(x * 2.0 ** k, y * 2.0 ** k)
+        assert np.isfinite(got) and got == pytest.approx(r, rel=1e-12), k
+    tiny = np.abs(rng.normal(size=(3, 16, 16))) * 1e-160
+    h = hog_pearson(tiny, tiny[::-1].copy(), 9, (4, 4), (2, 2))
+    assert np.isfinite(h).all()
