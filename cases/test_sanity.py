@@ -26,6 +26,15 @@ def _kw(case, sb_context):
                 device=sb_context.device)
 
 
+def _cached(case, trained, sb_context, record, test, x, y, build, extra=None):
+    """The test's result through the artifact cache (``S.cached``): a re-run reads it."""
+    result, hit = S.cached(sb_context, trained, test, case.method, x, y, build,
+                           params=method_params(case.method, case.scale), seed=sb_context.seeds[0],
+                           extra=extra)
+    record(details={"from_cache": hit})
+    return result
+
+
 def _report_and_check(case, result, x, record, grid=True):
     calibration = case.method in S.CALIBRATION
     verdict = None if calibration else S.sanity_verdict(result)
@@ -55,8 +64,9 @@ def _report_and_check(case, result, x, record, grid=True):
 @pytest.mark.metric("sanity_cascade")
 def test_sanity_cascade(case, dataset, trained, sb_context, record):
     x, y = _images(case, dataset)
-    result = S.cascading_randomization(trained.model, case.model, case.method, x, y,
-                                       **_kw(case, sb_context))
+    result = _cached(case, trained, sb_context, record, "cascade", x, y, lambda: (
+        S.cascading_randomization(trained.model, case.model, case.method, x, y,
+                                  **_kw(case, sb_context))))
     _report_and_check(case, result, x, record, grid=False)   # its maps: test_sanity_grid_cascade
 
 
@@ -91,15 +101,17 @@ def test_sanity_grid_cascade(case, dataset, trained, sb_context, record):
 @pytest.mark.metric("sanity_independent")
 def test_sanity_independent(case, dataset, trained, sb_context, record):
     x, y = _images(case, dataset)
-    result = S.independent_randomization(trained.model, case.model, case.method, x, y,
-                                         **_kw(case, sb_context))
+    result = _cached(case, trained, sb_context, record, "independent", x, y, lambda: (
+        S.independent_randomization(trained.model, case.model, case.method, x, y,
+                                    **_kw(case, sb_context))))
     _report_and_check(case, result, x, record)
 
 
 @pytest.mark.metric("sanity_noise")
 def test_sanity_noise(case, dataset, trained, sb_context, record):
     x, y = _images(case, dataset)
-    result = S.model_noise(trained.model, case.model, case.method, x, y, **_kw(case, sb_context))
+    result = _cached(case, trained, sb_context, record, "noise", x, y, lambda: (
+        S.model_noise(trained.model, case.model, case.method, x, y, **_kw(case, sb_context))))
     # the test itself: the smallest level barely changes predictions and maps
     assert result.agreement[1] >= 0.95, f"s={result.params['levels'][0]} changed predictions: " \
                                         f"agreement {result.agreement[1]:.3f}"
@@ -123,6 +135,7 @@ def test_sanity_datarand(case, dataset, trained, sb_context, record):
                     f"accuracy (< {S.MIN_PERMUTED_TRAIN_ACC}): it did not memorise, so comparing "
                     "its maps would not test data dependence")
     x, y = _images(case, dataset)
-    result = S.data_randomization(trained.model, permuted.model, case.model, case.method, x, y,
-                                  **_kw(case, sb_context))
+    result = _cached(case, trained, sb_context, record, "datarand", x, y, lambda: (
+        S.data_randomization(trained.model, permuted.model, case.model, case.method, x, y,
+                             **_kw(case, sb_context))), extra={"permuted": permuted.key})
     _report_and_check(case, result, x, record)

@@ -244,3 +244,32 @@ def test_smoothed_mprt(cnn):
     assert all(v == 1.0 for v in sob.similarity["spearman_abs"])
     with pytest.raises(ValueError, match="n_samples"):
         S.cascading_randomization(cnn, "simplecnn", "gradient", x, y, smooth=(0, 0.1))
+
+
+def test_cached_result_round_trips_and_keys_on_its_inputs(cnn, tmp_path):
+    from types import SimpleNamespace
+
+    from suite.cache import ArtifactCache
+
+    ctx = SimpleNamespace(cache=ArtifactCache(tmp_path))
+    trained = SimpleNamespace(key="k1", model_name="simplecnn")
+    x = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    y = torch.arange(4) % 5
+    calls = []
+
+    def build():
+        calls.append(1)
+        return S.cascading_randomization(cnn, "simplecnn", "gradient", x, y, n_examples=4)
+
+    first, hit1 = S.cached(ctx, trained, "cascade", "gradient", x, y, build)
+    again, hit2 = S.cached(ctx, trained, "cascade", "gradient", x, y, build)
+    assert (hit1, hit2, len(calls)) == (False, True, 1)
+    assert again == first   # every field but the examples (compare=False) ...
+    np.testing.assert_array_equal(again.examples, first.examples)   # ... and those, exactly
+    assert again.params == first.params and again.steps == first.steps
+    # another image set, label set, extra or model key is another entry
+    S.cached(ctx, trained, "cascade", "gradient", x.flip(0), y, build)
+    S.cached(ctx, trained, "cascade", "gradient", x, y.flip(0), build)
+    S.cached(ctx, trained, "cascade", "gradient", x, y, build, extra={"order": "bottom_up"})
+    S.cached(ctx, SimpleNamespace(key="k2", model_name="simplecnn"), "cascade", "gradient", x, y, build)
+    assert len(calls) == 5

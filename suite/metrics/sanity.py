@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -448,6 +448,50 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
         examples=np.stack([e[:ne] for e in examples]), params=dict(info or {}))
 
 
+#: bump when the meaning of a cached SanityResult changes (steps, normalisation, measures)
+SANITY_VERSION = 1
+
+
+def cached(ctx, trained, test: str, method: str, x: torch.Tensor, labels: torch.Tensor,
+           build: Callable[[], SanityResult], *, params: dict | None = None, seed: int = 0,
+           extra: dict | None = None) -> tuple[SanityResult, bool]:
+    """``build()`` through the artifact cache (kind "sanity"): (result, from_cache).
+
+    A re-run reads the result instead of recomputing every randomized model's maps. The key holds
+    what the result depends on: the trained model's artifact key, the test, the method and its
+    resolved parameters, the seed, fingerprints of the images and labels, ``extra`` (the test's
+    own arguments, e.g. the permuted-label model's key), SANITY_VERSION and the methods' version.
+    """
+    import json
+
+    from suite.cache import NPZ
+    from suite.methods import fingerprint
+    from suite.methods.base import METHODS_VERSION
+    from suite.methods.extract import resolve_params
+
+    spec = {"version": SANITY_VERSION, "methods_version": METHODS_VERSION, "model": trained.key,
+            "model_name": trained.model_name, "test": test, "method": method, "seed": seed,
+            "params": resolve_params(method, trained.model_name, params, seed),
+            "data": fingerprint(x), "labels": fingerprint(labels), "extra": extra or {}}
+
+    def to_arrays() -> dict[str, np.ndarray]:
+        r = build()
+        meta = {k: v for k, v in asdict(r).items() if k != "examples"}
+        return {"meta": np.array(json.dumps(meta, sort_keys=True)), "examples": r.examples}
+
+    fetched = ctx.cache.fetch("sanity", f"{trained.model_name}-{method}-{test}", spec, to_arrays,
+                              codec=NPZ)
+    meta = json.loads(str(fetched.value["meta"]))
+    tup = lambda d: {k: tuple(v) for k, v in d.items()}  # noqa: E731
+    result = SanityResult(
+        test=meta["test"], method=meta["method"], steps=tuple(meta["steps"]),
+        similarity=tup(meta["similarity"]), similarity_std=tup(meta["similarity_std"]),
+        accuracy=tuple(meta["accuracy"]), agreement=tuple(meta["agreement"]),
+        n_images=meta["n_images"], n_constant=tuple(meta["n_constant"]),
+        random_floor=meta["random_floor"], examples=fetched.value["examples"], params=meta["params"])
+    return result, fetched.from_cache
+
+
 def _layers(model: nn.Module, model_name: str, layers: Sequence[str] | None) -> list[str]:
     from suite.models import layer_names
 
@@ -712,7 +756,7 @@ def details(result: SanityResult, verdict: SanityVerdict | None) -> dict[str, An
 
 __all__ = ["CALIBRATION", "comparer", "MARGIN", "MIN_PERMUTED_TRAIN_ACC", "THRESHOLD_INDEPENDENT", "NOISE_LEVELS", "N_IMAGES", "PRIMARY", "SIMILARITIES",
            "SanityResult", "SanityVerdict", "THRESHOLD", "GRID_IMAGES", "EfficientMPRTResult",
-           "cascading_randomization", "discrete_entropy", "efficient_mprt",
+           "SANITY_VERSION", "cached", "cascading_randomization", "discrete_entropy", "efficient_mprt",
            "check_calibration", "data_randomization", "details", "hog_cell",
            "grid_methods", "independent_randomization", "model_noise", "normalize_maps",
            "plot_curves", "plot_grid", "plot_method_grid", "sanity_verdict", "similarities"]
