@@ -147,8 +147,18 @@ def test_plot_maps_builds_a_figure(model, digits):
     maps = {m: M.extract(model, "simplecnn", m, x[:3], masks=masks[:3])
             for m in ("gradient", "gradcam", "sobel")}
     fig = M.plot_maps(x[:3], maps)
-    assert isinstance(fig, Figure) and len(fig.axes) == 3 * 4
-    assert [ax.get_title() for ax in fig.axes[:4]] == ["input", "gradient", "gradcam", "sobel"]
+    assert isinstance(fig, Figure) and len(fig.axes) == 1   # one mosaic image
+    assert [t.get_text() for t in fig.axes[0].texts] == ["input", "gradient", "gradcam", "sobel"]
+    # the mosaic's cell (image 1, gradcam) is that map coloured on its own range, pixel for pixel
+    from suite.methods.plot import GAP, image_rgb, map_rgb, maps_mosaic
+
+    rgb = maps_mosaic(x[:3], maps)
+    h, w = x.shape[2:]
+    assert rgb.shape == (3 * h + 2 * GAP, 4 * w + 3 * GAP, 3)
+    cell = rgb[h + GAP:2 * h + GAP, 2 * (w + GAP):2 * (w + GAP) + w]
+    np.testing.assert_array_equal(cell, map_rgb(np.asarray(maps["gradcam"])[1, 0]))
+    np.testing.assert_array_equal(rgb[:h, :w], image_rgb(np.asarray(x[0])))
+    assert (rgb[h:h + GAP] == 1.0).all()   # white gutter
     with pytest.raises(ValueError, match="gradcam"):
         M.plot_maps(x[:3], {"gradcam": np.zeros((3, 1, 8, 8))})
 
@@ -170,3 +180,22 @@ def test_extraction_on_cuda_matches_cpu(model, digits):
         gpu = M.extract(model, "simplecnn", method, x, params=p, device="cuda")
         np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-5, err_msg=method)
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_mosaic_tiles_cells_with_gutters_and_enlarges_small_ones():
+    from suite.methods.plot import colorize, mosaic
+
+    big = np.zeros((4, 4, 3))
+    small = np.full((2, 2, 3), 0.5)
+    out = mosaic([[big, small]], gap=1)
+    assert out.shape == (4, 9, 3)
+    assert (out[:, 4] == 1.0).all()                      # the gutter
+    np.testing.assert_array_equal(out[:, 5:], 0.5)       # 2x2 repeated to 4x4
+    odd = mosaic([[big, np.zeros((3, 3, 3))]], gap=0)    # no whole factor: centred, white around
+    assert (odd[:3, 4:7] == 0).all() and (odd[3, 4:] == 1.0).all() and (odd[:, 7] == 1.0).all()
+    with pytest.raises(ValueError, match="every row"):
+        mosaic([[big], [big, big]])
+    # colorize clips like imshow: below vmin is the first colour, above vmax the last
+    c = colorize(np.array([[-1.0, 0.0, 1.0, 2.0]]), "inferno", 0.0, 1.0)
+    np.testing.assert_array_equal(c[0, 0], c[0, 1])
+    np.testing.assert_array_equal(c[0, 2], c[0, 3])

@@ -650,29 +650,19 @@ def check_calibration(result: SanityResult, *, tol_one: float = 1e-9, tol_zero: 
 # -- pictures ---------------------------------------------------------------------------------
 
 def plot_grid(images: torch.Tensor, result: SanityResult, *, cell: float = 1.1):
-    """Rows: example images; columns: the input, "trained", then each randomized step."""
-    from matplotlib.figure import Figure
+    """Rows: example images; columns: the input, "trained", then each randomized step (|map|,
+    normalised, inferno on [0, 1]); one mosaic image (``suite.methods.plot``)."""
+    from suite.methods.plot import colorize, draw_mosaic, image_rgb, mosaic
 
     ex = result.examples
     n_steps, n = ex.shape[:2]
-    fig = Figure(figsize=(cell * (n_steps + 1), cell * n + 0.6))
-    axes = fig.subplots(n, n_steps + 1, squeeze=False)
     imgs = images[:n].detach().cpu().numpy()
-    for i in range(n):
-        img = imgs[i].transpose(1, 2, 0)
-        axes[i, 0].imshow(img[..., 0] if img.shape[2] == 1 else np.clip(img, 0, 1),
-                          cmap="gray" if img.shape[2] == 1 else None)
-        for k in range(n_steps):
-            axes[i, k + 1].imshow(np.abs(ex[k, i]), cmap="inferno", vmin=0, vmax=1)
-    titles = ["input"] + list(result.steps)
-    for k, t in enumerate(titles):
-        axes[0, k].set_title(t.replace("features.", "").replace("classifier.", ""), fontsize=7,
-                             rotation=30)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{result.method}: {result.test} randomization (|map|, normalised)", fontsize=8)
-    return fig
+    cells = [[image_rgb(imgs[i])] + [colorize(np.abs(ex[k, i]), "inferno", 0.0, 1.0)
+                                     for k in range(n_steps)] for i in range(n)]
+    titles = ["input"] + [t.split(".")[-1] for t in result.steps]
+    return draw_mosaic(mosaic(cells), n, n_steps + 1, col_titles=titles, cell=cell,
+                       col_rotation=30, title=f"{result.method}: {result.test} randomization "
+                       "(|map|, normalised)")
 
 
 def grid_methods(dataset: str, model: str, scale: str) -> list[str]:
@@ -687,8 +677,9 @@ def grid_methods(dataset: str, model: str, scale: str) -> list[str]:
 def plot_method_grid(image: torch.Tensor, results: dict[str, SanityResult], index: int = 0, *,
                      cell: float = 0.9):
     """Adebayo et al.'s Fig. 2 layout for one test image: rows the methods, columns the input,
-    "trained", then each randomized step; ``results[m].examples[:, index]`` are the maps."""
-    from matplotlib.figure import Figure
+    "trained", then each randomized step; ``results[m].examples[:, index]`` are the maps (|map|,
+    normalised, inferno on [0, 1]); one mosaic image (``suite.methods.plot``)."""
+    from suite.methods.plot import colorize, draw_mosaic, image_rgb, mosaic
 
     if not results:
         raise ValueError("plot_method_grid needs at least one method's result")
@@ -696,24 +687,14 @@ def plot_method_grid(image: torch.Tensor, results: dict[str, SanityResult], inde
     if any(r.steps != steps for r in results.values()):
         raise ValueError("plot_method_grid: the results have different steps "
                          f"({ {m: r.steps for m, r in results.items()} })")
-    n_rows, n_cols = len(results), len(steps) + 1
-    fig = Figure(figsize=(cell * n_cols + 0.9, cell * n_rows + 0.7))
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    img = image.detach().cpu().numpy().transpose(1, 2, 0)
-    for r, (method, res) in enumerate(results.items()):
-        axes[r, 0].imshow(img[..., 0] if img.shape[2] == 1 else np.clip(img, 0, 1),
-                          cmap="gray" if img.shape[2] == 1 else None)
-        axes[r, 0].set_ylabel(method, fontsize=7, rotation=0, ha="right", va="center")
-        for k in range(len(steps)):
-            axes[r, k + 1].imshow(np.abs(res.examples[k, index]), cmap="inferno", vmin=0, vmax=1)
-    for k, t in enumerate(("input",) + tuple(steps)):
-        axes[0, k].set_title(t.split(".")[-1], fontsize=7, rotation=30)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"cascading randomization from the logits down (|map|, normalised), test image "
-                 f"{index}", fontsize=8)
-    return fig
+    img = image_rgb(image.detach().cpu().numpy())
+    cells = [[img] + [colorize(np.abs(r.examples[k, index]), "inferno", 0.0, 1.0)
+                      for k in range(len(steps))] for r in results.values()]
+    return draw_mosaic(mosaic(cells), len(results), len(steps) + 1,
+                       col_titles=["input"] + [t.split(".")[-1] for t in steps],
+                       row_titles=list(results), cell=cell, col_rotation=30,
+                       title=f"cascading randomization from the logits down (|map|, normalised), "
+                       f"test image {index}")
 
 
 def plot_curves(result: SanityResult, verdict: SanityVerdict | None = None):
