@@ -17,7 +17,7 @@ def _images(case, dataset):
     return x[:n], y[:n]
 
 
-def Case(method, scale):  # what _kw reads of a case
+def _method_case(method, scale):  # what _kw reads of a case
     return SimpleNamespace(method=method, scale=scale)
 
 
@@ -81,7 +81,7 @@ def test_sanity_grid_cascade(case, dataset, trained, sb_context, record):
     if not methods:
         pytest.skip(f"no cascading case on {case.dataset}/{case.model} at scale {case.scale}")
     results = {m: S.cascading_randomization(trained.model, case.model, m, x, y, n_examples=len(x),
-                                            **_kw(Case(m, case.scale), sb_context))
+                                            **_kw(_method_case(m, case.scale), sb_context))
                for m in methods}
     for i in range(len(x)):
         record.figure(S.plot_method_grid(x[i], results, i),
