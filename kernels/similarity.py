@@ -204,6 +204,20 @@ def _twice_ranks(v, absolute, fb, cnt, idx, tmp, srt, r2):
     return True
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _back_step(sv, srt, av, aso, u, lo, hi):
+    # one step of _abs_merge's back chain: the larger of -sv[lo] (a negative) and sv[hi] (a
+    # non-negative; ties: the non-negative) into position u, selected without a branch
+    xb = -sv[lo]
+    yb = sv[hi]
+    cb = xb > yb
+    eb = srt[lo]
+    ej = srt[hi]
+    av[u] = xb if cb else yb
+    aso[u] = eb if cb else ej
+    return lo + cb, hi - (1 - cb)
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _abs_merge(sv, srt, k0, av, aso):
     # av, aso <- |v| in ascending order and the indices, from the ascending values sv[0..p - 1]
@@ -236,26 +250,9 @@ def _abs_merge(sv, srt, k0, av, aso):
         aso[t] = ei if c else ej
         i -= c
         j += 1 - c
-        u = p - 1 - t
-        xb = -sv[lo]
-        yb = sv[hi]
-        cb = xb > yb
-        eb = srt[lo]
-        fb_ = srt[hi]
-        av[u] = xb if cb else yb
-        aso[u] = eb if cb else fb_
-        lo += cb
-        hi -= 1 - cb
+        lo, hi = _back_step(sv, srt, av, aso, p - 1 - t, lo, hi)
     for u in range(p - 1 - half, half - 1, -1):  # the middle value if p is odd; all if half == 0
-        xb = -sv[lo]
-        yb = sv[hi]
-        cb = xb > yb
-        eb = srt[lo]
-        fb_ = srt[hi]
-        av[u] = xb if cb else yb
-        aso[u] = eb if cb else fb_
-        lo += cb
-        hi -= 1 - cb
+        lo, hi = _back_step(sv, srt, av, aso, u, lo, hi)
 
 
 @numba.njit(cache=True, error_model="numpy")
