@@ -76,19 +76,10 @@ def main(argv=None) -> dict:
         for _ in fr:
             road._scores(model, xn, yt, "cpu", 1024)
 
-    cpu: dict[str, list[float]] = {"suite": [], "forward": []}
-
-    def with_cpu(name, fn):  # also records the process CPU time (all threads) of each call
-        def call():
-            c0 = time.process_time()
-            fn()
-            cpu[name].append(time.process_time() - c0)
-        return call
-
-    t = best_interleaved({"suite": with_cpu("suite", ours),
-                          "forward": with_cpu("forward", forward_only)}, args.repeats)
+    cpu: dict[str, float] = {}
+    t = best_interleaved({"suite": ours, "forward": forward_only}, args.repeats, cpu=cpu)
     t_ours, t_fwd = t["suite"], t["forward"]
-    c_ours, c_fwd = min(cpu["suite"][1:]), min(cpu["forward"][1:])  # [0]: the warm-up round
+    c_ours, c_fwd = cpu["suite"], cpu["forward"]
     out = {"data": args.data, "n": len(x), "shape": list(x.shape[1:]), "fractions": len(fr),
            "threads": torch.get_num_threads(), "suite_s": t_ours, "forward_only_s": t_fwd,
            "suite_over_forward": t_ours / t_fwd, "suite_cpu_s": c_ours, "forward_only_cpu_s": c_fwd}

@@ -21,7 +21,6 @@ import argparse
 import copy
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -76,19 +75,10 @@ def main() -> None:
         return S.cascading_randomization(model, "simplecnn", args.method, x, y, layers=layers,
                                          params=params, batch_size=128)
 
-    cpu: dict[str, list[float]] = {"passes": [], "ours": []}
-
-    def with_cpu(name, fn):  # also records the process CPU time (all threads) of each call
-        def call():
-            c0 = time.process_time()
-            fn()
-            cpu[name].append(time.process_time() - c0)
-        return call
-
-    t = best_interleaved({"passes": with_cpu("passes", passes), "ours": with_cpu("ours", ours)},
-                         args.repeats)
+    cpu: dict[str, float] = {}
+    t = best_interleaved({"passes": passes, "ours": ours}, args.repeats, cpu=cpu)
     t_pass, t_ours = t["passes"], t["ours"]
-    c_pass, c_ours = min(cpu["passes"][1:]), min(cpu["ours"][1:])  # [0]: the warm-up round
+    c_pass, c_ours = cpu["passes"], cpu["ours"]
     print(f"attribution passes ({len(models)} + targets):  {t_pass * 1e3:8.1f} ms")
     print(f"ours (cascade, 4 measures):          {t_ours * 1e3:8.1f} ms   "
           f"ours / passes = {t_ours / t_pass:.2f}  (target <= 1.2)")
