@@ -104,8 +104,8 @@ def plot_maps(images, maps_by_method: Mapping[str, object], *, aggregation: Mapp
     registered default if it is registered, else "abs_sum"). Each map is shown with its own
     symmetric colour range (signed maps) or 0..max (non-negative maps): ``map_rgb``.
     """
-    fig, _ = _maps_figure(images, maps_by_method, aggregation, max_images, cell)
-    return fig
+    rgb, n, titles = _maps_cells(images, maps_by_method, aggregation, max_images)
+    return draw_mosaic(rgb, n, len(titles), col_titles=titles, cell=cell)
 
 
 def maps_mosaic(images, maps_by_method: Mapping[str, object], *,
@@ -133,8 +133,3 @@ def _maps_cells(images, maps_by_method, aggregation, max_images):
         maps[name] = m[:n, 0]
     cells = [[image_rgb(imgs[i])] + [map_rgb(m[i]) for m in maps.values()] for i in range(n)]
     return mosaic(cells), n, ["input"] + list(maps)
-
-
-def _maps_figure(images, maps_by_method, aggregation, max_images, cell):
-    rgb, n, titles = _maps_cells(images, maps_by_method, aggregation, max_images)
-    return draw_mosaic(rgb, n, len(titles), col_titles=titles, cell=cell), titles
