@@ -15,8 +15,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,7 @@ class Fetched(Generic[T]):
     from_cache: bool
     path: Path
     meta: dict
+    key: str = ""                  # the artifact's key, derived from its spec
 
 
 def _versions() -> dict[str, str]:
@@ -97,45 +100,96 @@ def _versions() -> dict[str, str]:
     return out
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+
+
+def meta_checksum(meta: dict) -> str:
+    """sha256 of the canonical JSON of every field of ``meta`` except ``meta_sha256`` itself."""
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _distrust(folder: Path, why: str) -> None:
+    warnings.warn(f"cached artifact {folder} is not trusted: {why}; rebuilding it",
+                  CorruptArtifactWarning, stacklevel=3)
+    return None
+
+
 class ArtifactCache:
-    def __init__(self, root: str | os.PathLike, *, rebuild: bool = False):
+    """The artifact store under ``root``.
+
+    ``rebuild=True`` rebuilds every artifact this run fetches, once: an artifact counts as rebuilt
+    when its meta.json carries this run's ``run_id``. Give every process of one run (the pytest-xdist
+    workers) the same ``run_id`` and each shared artifact is rebuilt once, not once per process.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, rebuild: bool = False, run_id: str | None = None):
         self.root = Path(root).expanduser().resolve()
         self.rebuild = rebuild
+        self.run_id = run_id or uuid.uuid4().hex
         self.root.mkdir(parents=True, exist_ok=True)
-        self._rebuilt: set[Path] = set()   # with rebuild=True, rebuild each artifact once per run
 
     def folder(self, kind: str, name: str, spec: Any) -> Path:
+        for what, part in (("kind", kind), ("name", name)):
+            if not isinstance(part, str) or not _NAME.fullmatch(part) or ".." in part:
+                raise ValueError(f"artifact {what} {part!r} is not allowed in a cache path: use "
+                                 "letters, digits and _ . + = - (no '/', no '..', not starting "
+                                 "with a dot)")
         return self.root / kind / f"{name}-{spec_key(spec)}"
 
-    def _valid(self, folder: Path, codec: Codec) -> dict | None:
+    def _valid(self, folder: Path, codec: Codec, spec: Any) -> dict | None:
+        """The folder's meta.json if everything in it can be trusted, else None (with a warning).
+
+        Nothing read from disk is taken on trust: meta.json must be a JSON object whose ``key``
+        is the folder's own key (derived from ``spec``, never read back), whose ``spec`` is
+        ``spec``, whose own checksum (``meta_sha256``, over every other field: the figures results
+        are read from, e.g. a model's accuracy in ``info``) matches, and whose artifact has the
+        recorded size and sha256.
+        """
         meta_path, art = folder / "meta.json", folder / f"artifact.{codec.ext}"
         if not meta_path.exists():
             return None
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
-            warnings.warn(f"unreadable meta.json in {folder}; rebuilding", CorruptArtifactWarning)
-            return None
+            return _distrust(folder, "meta.json is unreadable or not JSON")
+        if not isinstance(meta, dict):
+            return _distrust(folder, f"meta.json holds a {type(meta).__name__}, not an object")
+        key = folder.name.rsplit("-", 1)[1]
+        if meta.get("key") != key:
+            return _distrust(folder, f"meta.json names key {meta.get('key')!r}, the folder is {key!r}")
+        if meta.get("spec") != json.loads(canonical_json(spec)):
+            return _distrust(folder, "meta.json's spec is not the spec this key is made of")
+        if meta.get("meta_sha256") != meta_checksum(meta):
+            return _distrust(folder, "meta.json does not match its own checksum (edited or torn)")
         if not art.exists() or art.stat().st_size != meta.get("size") or file_sha256(art) != meta.get("sha256"):
-            warnings.warn(f"cached artifact {art} does not match its checksum (truncated or "
-                          "corrupted); rebuilding it", CorruptArtifactWarning)
-            return None
+            return _distrust(folder, f"the artifact {art.name} does not match its checksum "
+                                     "(truncated or corrupted)")
         return meta
 
     def fetch(self, kind: str, name: str, spec: Any, build: Callable[[], T], codec: Codec[T],
               *, info: Callable[[T], dict] | None = None) -> Fetched[T]:
         """Load the artifact for ``spec`` or build, write and return it.
 
-        ``info(value)`` may add JSON-safe facts (e.g. accuracy) to meta.json at build time.
+        ``info(value)`` may add JSON-safe facts (e.g. accuracy) to meta.json at build time; they are
+        covered by meta.json's own checksum. ``Fetched.key`` is derived from ``spec``, not read back.
         """
         folder = self.folder(kind, name, spec)
+        key = folder.name.rsplit("-", 1)[1]
         art = folder / f"artifact.{codec.ext}"
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(folder) + ".lock"):
-            force = self.rebuild and folder not in self._rebuilt
-            meta = None if force else self._valid(folder, codec)
+            _remove_stale_temps(folder)   # under the lock no write is in flight: leftovers of kills
+            meta = self._valid(folder, codec, spec)
+            if meta is not None and self.rebuild and meta.get("run") != self.run_id:
+                meta = None
             if meta is not None:
-                return Fetched(codec.load(art), True, art, meta)
+                try:
+                    value = codec.load(art)
+                except Exception as err:  # noqa: BLE001 - any unreadable artifact is rebuilt
+                    _distrust(folder, f"the artifact does not load ({type(err).__name__}: {err})")
+                else:
+                    return Fetched(value, True, art, meta, key)
             t0 = time.perf_counter()
             value = build()
             seconds = time.perf_counter() - t0
@@ -144,26 +198,56 @@ class ArtifactCache:
             if meta_path.exists():
                 meta_path.unlink()        # an artifact without meta is never trusted
             atomic_write(art, lambda p: codec.save(value, p))
-            meta = {"kind": kind, "name": name, "key": folder.name.rsplit("-", 1)[1],
-                    "schema": SCHEMA, "spec": spec_dict(spec), "versions": _versions(),
+            meta = {"kind": kind, "name": name, "key": key, "run": self.run_id,
+                    "schema": SCHEMA, "spec": json.loads(canonical_json(spec)), "versions": _versions(),
                     "sha256": file_sha256(art), "size": art.stat().st_size,
                     "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "build_seconds": round(seconds, 3),
                     "info": info(value) if info else {}}
+            meta = json.loads(json.dumps(meta))        # exactly what a later run reads back
+            meta["meta_sha256"] = meta_checksum(meta)
             atomic_write(meta_path, lambda p: p.write_text(json.dumps(meta, indent=1, sort_keys=True)))
-            self._rebuilt.add(folder)
-            line = json.dumps({"kind": kind, "name": name, "key": meta["key"], "pid": os.getpid(),
+            line = json.dumps({"kind": kind, "name": name, "key": key, "pid": os.getpid(),
                                "seconds": meta["build_seconds"]})
             with open(self.root / "builds.log", "a") as f:   # O_APPEND: one small write per line
                 f.write(line + "\n")
             log.info("built %s/%s in %.1fs", kind, folder.name, seconds)
-            return Fetched(value, False, art, meta)
+            return Fetched(value, False, art, meta, key)
 
     def builds(self) -> list[dict]:
-        """Every build recorded in this cache (across processes), oldest first."""
+        """Every build recorded in this cache (across processes), oldest first.
+
+        builds.log is a record, never an input to a result: a torn or foreign line (a killed
+        write, an edit) is skipped, with a warning, and the other lines still count.
+        """
         path = self.root / "builds.log"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        out, bad = [], 0
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = None
+            if isinstance(rec, dict) and {"kind", "name", "key"} <= set(rec):
+                out.append(rec)
+            else:
+                bad += 1
+        if bad:
+            warnings.warn(f"{path}: skipped {bad} unreadable line(s) (a torn write?)",
+                          CorruptArtifactWarning, stacklevel=2)
+        return out
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Delete ``.artifact.*.tmp`` / ``.meta.json.*.tmp`` files that a killed write left behind."""
+    if folder.is_dir():
+        for f in folder.glob(".*.tmp"):
+            try:
+                f.unlink()
+            except OSError:  # pragma: no cover - e.g. removed concurrently
+                pass
 
 
 # -- codecs -----------------------------------------------------------------------------------
