@@ -19,7 +19,7 @@ from suite.data.base import Context, ImageDataset
 from suite.models import build_model
 from suite.registry import MODELS
 from suite.specs import TrainSpec, spec_dict
-from suite.training import recipe, train
+from suite.training import numerics, recipe, train
 
 log = logging.getLogger("saliencybench")
 
@@ -65,7 +65,8 @@ def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape
     # the architecture is part of the key: a model redefined under the same id is retrained
     arch = hashlib.sha256(repr(model).encode()).hexdigest()[:16]
     full_spec = {"spec": spec, "model": model_name, "arch": arch, "in_shape": list(in_shape),
-                 "num_classes": num_classes, "train": spec_dict(train_spec), "seed": seed}
+                 "num_classes": num_classes, "train": spec_dict(train_spec), "seed": seed,
+                 "numerics": numerics(ctx.device)}
     holder: dict = {}
 
     def build() -> dict:
@@ -79,9 +80,9 @@ def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape
     model.to(ctx.device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    key = fetched.meta["key"]
-    return model, {**fetched.meta.get("info", {}), "build_seconds": fetched.meta.get("build_seconds")}, \
-        fetched.from_cache, key
+    info = fetched.meta["info"] if fetched.from_cache else holder["acc"]
+    return model, {**info, "build_seconds": fetched.meta.get("build_seconds")}, \
+        fetched.from_cache, fetched.key
 
 
 def trained_model(ctx: Context, ds: ImageDataset, model_name: str, seed: int = 0, *,

@@ -3,9 +3,10 @@
 The whole dataset lives on the device as tensors; batches are slices of a seeded permutation;
 augmentation is batched tensor ops; every hyperparameter is in a frozen ``TrainSpec``. Given the
 same seed, the same data, the same device and the same number of torch threads, the result is the
-same: CPU runs are bit-identical. (A different thread count changes the order of floating-point
-reductions in convolutions, so an xdist worker, which gets fewer threads, may train a slightly
-different model than a single process; the cache keeps whichever was built first.)
+same: CPU runs are bit-identical. A different thread count changes the order of floating-point
+reductions in convolutions, so a different model: the thread count is therefore fixed per process
+by the plugin (``--threads``, default 1, whatever ``-n`` is) and part of a trained model's cache
+key (:func:`numerics`), so that neither ``-n`` nor the cache's history decides a result.
 """
 from __future__ import annotations
 
@@ -89,6 +90,14 @@ def recipe(dataset: str, model: str, scale: str) -> Recipe:
             fields.update(over)
     bar = _MODEL_BARS.get((dataset, model, scale), _BARS.get(dataset, {}).get(scale, 0.0))
     return Recipe(TrainSpec(**fields), bar, UNSUPPORTED.get((dataset, model)))
+
+
+def numerics(device: str | torch.device) -> dict:
+    """What besides data, recipe and seed decides a trained model's bits: the device type and, on
+    CPU, torch's intra-op thread count (the order of float reductions). Part of the model key."""
+    dev = torch.device(device)
+    return {"device": dev.type, "threads": torch.get_num_threads()} if dev.type == "cpu" \
+        else {"device": dev.type}
 
 
 @dataclass
@@ -203,4 +212,4 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     return TrainResult(model, train_acc, test_acc, time.perf_counter() - t0, history)
 
 
-__all__ = ["Recipe", "TrainResult", "recipe", "train", "evaluate", "predict", "replace"]
+__all__ = ["Recipe", "TrainResult", "numerics", "recipe", "train", "evaluate", "predict", "replace"]
