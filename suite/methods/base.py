@@ -38,6 +38,17 @@ class NotApplicableError(ValueError):
     """The method does not apply to this model (the message gives the reason)."""
 
 
+class MethodError(RuntimeError):
+    """A method's own ``AssertionError``, re-raised under this name (the original is the cause):
+    the benchmark's verdicts are assertion failures, and a method's code failing is an error of
+    the run, never a verdict about the method. Other exceptions propagate unchanged."""
+
+
+class ModelModifiedError(MethodError):
+    """A method changed the model's parameters or buffers. The model was restored to its weights
+    before the call; nothing computed from the changed model was kept."""
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """Facts about a method that ``MethodSpec`` does not hold."""
@@ -174,13 +185,60 @@ def explain(method_name: str, model: nn.Module, x: torch.Tensor, target: torch.T
         reason = check(model_name or type(model).__name__, model)
         if reason is not None:
             raise NotApplicableError(reason)
-    xin = x.detach()            # a fresh leaf: the caller's tensor never gains requires_grad
+    # isolation: the method gets its own copy of the images (one that writes into its input cannot
+    # touch the caller's, e.g. a dataset memoised for every later case) and of the targets, and
+    # the model's state is compared with a snapshot afterwards
+    xin = x.detach().clone()
     if spec.needs_gradient:
         xin.requires_grad_(True)
-    with eval_mode(model):
-        attr = spec.explain(model, xin, target, **full)
+    state = _model_state(model)
+    snapshot = [t.detach().clone() for t in state]
+    try:
+        with eval_mode(model):
+            attr = spec.explain(model, xin, target.clone(), **full)
+    except AssertionError as err:   # a method's own assert must never read as a verdict
+        _restore_if_changed(state, snapshot, method_name)
+        raise MethodError(f"method {method_name!r} raised AssertionError on model "
+                          f"{model_name or type(model).__name__}: {err}") from err
+    except BaseException:
+        _restore_if_changed(state, snapshot, method_name)
+        raise
+    _restore_if_changed(state, snapshot, method_name, raise_=True)
     check_attribution(attr, x, method_name, model_name or type(model).__name__)
     return attr.detach()
+
+
+def _model_state(model: nn.Module) -> list[torch.Tensor]:
+    return [*model.parameters(), *model.buffers()]
+
+
+def _same(t: torch.Tensor, s: torch.Tensor) -> bool:
+    """Equal shape and values, NaN equal to NaN (a model may hold NaN weights; the attribution
+    check then names them)."""
+    if t.shape != s.shape or t.dtype != s.dtype:
+        return False
+    if torch.equal(t, s):
+        return True
+    return bool(((t == s) | (t.isnan() & s.isnan())).all()) if t.is_floating_point() else False
+
+
+def _restore_if_changed(state: list[torch.Tensor], snapshot: list[torch.Tensor], method_name: str,
+                        raise_: bool = False) -> None:
+    """Compare the model's tensors with their snapshot; restore any that changed, then raise
+    :class:`ModelModifiedError` (when ``raise_``): a case whose method changed the model fails,
+    and no later case (nor a cached artifact) sees the changed weights."""
+    changed = [i for i, (t, s) in enumerate(zip(state, snapshot)) if not _same(t.detach(), s)]
+    for i in changed:
+        with torch.no_grad():
+            if state[i].shape != snapshot[i].shape:
+                state[i].data = snapshot[i]
+            else:
+                state[i].copy_(snapshot[i])
+    if changed and raise_:
+        raise ModelModifiedError(
+            f"method {method_name!r} changed {len(changed)} of the model's {len(state)} parameter "
+            "and buffer tensors; a method must leave the model as it found it (the model was "
+            "restored; nothing from this call was kept)")
 
 
 def check_attribution(attr: torch.Tensor, x: torch.Tensor, method_name: str, model_name: str) -> None:

@@ -39,6 +39,22 @@ def fingerprint(t: torch.Tensor | np.ndarray) -> str:
     return h.hexdigest()[:20]
 
 
+def result_spec(metric: str, version: int, *, model: str, data: str, method: str | None,
+                maps: np.ndarray | torch.Tensor | None = None, **extra: Any) -> dict:
+    """The cache key of a metric's result, the same shape for every metric.
+
+    A result depends on: the metric and its version (bump ``version`` when the metric's meaning
+    changes), the model (its artifact key), the images (``data``: a fingerprint), the method and
+    ``METHODS_VERSION``, the maps the result was computed from (their fingerprint: a changed
+    method output changes the key even when nobody bumped a version) and ``extra`` (the
+    metric's parameters, seed, ...). ``maps`` may be None only where the result computes its
+    maps itself from everything above (the sanity checks' randomized models).
+    """
+    return {"metric": metric, "metric_version": int(version), "methods_version": METHODS_VERSION,
+            "model": model, "data": data, "method": method,
+            "maps": None if maps is None else fingerprint(maps), **extra}
+
+
 def resolve_params(method_name: str, model_name: str, params: dict | None, seed: int) -> dict:
     """Registered defaults, overridden by ``params``; ``seed`` for seeded methods; the model's
     Grad-CAM layer for ``needs_layer`` methods. What is returned is what goes into cache keys."""
