@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kernels.perturbation import region_order, uniform_fill
-from suite.methods.extract import fingerprint
+from suite.methods.extract import fingerprint, result_spec
 
 SCORES = ("logit", "prob")
 FILLS = ("uniform", "constant", "blur")
@@ -269,7 +269,7 @@ def curve_dict(label: str, x: np.ndarray, per_seed: list[np.ndarray], x_label: s
 
 
 #: bump when the meaning of a cached baseline curve changes
-CURVES_VERSION = 1
+CURVES_VERSION = 2
 
 
 def cached_seed(ctx, name: str, spec: dict, build: Callable[[], SeedResult]) -> SeedResult:
@@ -314,11 +314,12 @@ def run_case(case, dataset, trained, ctx, *, run_seed: Callable[..., SeedResult]
     for seed in ctx.seeds:
         for name in res:
             # cached: the random control's curves are shared by every method's case, and a
-            # re-run reads every curve instead of recomputing it (--rebuild recomputes)
-            spec = {"version": CURVES_VERSION, "metric": case.metric, "model": trained.key,
-                    "data": fingerprint(x), "params": params, "seed": seed}
-            if name != "random":
-                spec = {**spec, "method": name, "method_params": method_params(name, ctx.scale)}
+            # re-run reads every curve instead of recomputing it (--rebuild recomputes). The key
+            # holds the maps' fingerprint: a method whose output changed never reads old curves
+            spec = result_spec(case.metric, CURVES_VERSION, model=trained.key, data=fingerprint(x),
+                               method=name, maps=method_map(ctx, trained, case, x, masks, seed, name),
+                               method_params=method_params(name, ctx.scale), params=params,
+                               seed=seed)
             res[name].append(cached_seed(
                 ctx, f"{case.metric}-{case.dataset}-{case.model}-{name}", spec,
                 lambda name=name, seed=seed: run_seed(x, target, seed=seed, masks=masks, method=name)))

@@ -55,6 +55,8 @@ log = logging.getLogger("saliencybench")
 ORDERS = ("morf", "lerf")
 IMPUTATIONS = ("linear", "fixed")
 NOISE_STD = 0.01
+#: bump when the meaning of a cached ROAD curve or retrained ROAD model changes
+ROAD_VERSION = 1
 _NINE = tuple(round(0.1 * i, 1) for i in range(1, 10))
 #: fractions per scale: the paper's 0.1..0.9 (five at smoke scale)
 FRACTIONS = {"smoke": (0.1, 0.3, 0.5, 0.7, 0.9), "small": _NINE, "paper": _NINE}
@@ -254,12 +256,11 @@ def _cached_curve(ctx, ds, trained, method, v_test, *, order, fractions, imputat
     import dataclasses
 
     from suite.cache import JSON
-    from suite.methods import fingerprint
+    from suite.methods.extract import result_spec
 
-    spec = {"model": trained.key, "data": ds.fingerprint, "method": method,
-            "values": fingerprint(v_test), "order": order, "fractions": list(fractions),
-            "imputation": imputation, "noise_std": noise_std, "seeds": list(seeds),
-            "fill": [float(v) for v in np.ravel(fill)]}
+    spec = result_spec("road", ROAD_VERSION, model=trained.key, data=ds.fingerprint, method=method,
+                       maps=v_test, order=order, fractions=list(fractions), imputation=imputation,
+                       noise_std=noise_std, seeds=list(seeds), fill=[float(v) for v in np.ravel(fill)])
 
     def build() -> dict:
         res = road_curve(trained.model, ds.x_test, ds.y_test, v_test, order=order,
@@ -278,6 +279,7 @@ def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, i
                noise_std, seeds, fill, train_spec, aggregation) -> RoadResult:
     from suite.artifacts import fit_cached
     from suite.methods import fingerprint
+    from suite.methods.extract import result_spec
     from suite.metrics.roar import retrain_spec
 
     t0 = time.perf_counter()
@@ -286,10 +288,10 @@ def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, i
     h, w = ds.in_shape[1:]
     n_tr, n_te = len(ds.x_train), len(ds.x_test)
     acc = np.zeros((len(seeds), len(fractions)))
-    base = {"base_model": trained.key, "dataset": ds.fingerprint, "method": method,
-            "order": order, "imputation": imputation, "noise_std": noise_std,
-            "aggregation": aggregation, "values_train": fingerprint(v_train),
-            "values_test": fingerprint(v_test)}
+    base = result_spec("road_retrained", ROAD_VERSION, model=trained.key, data=ds.fingerprint,
+                       method=method, maps=v_test, order=order, imputation=imputation,
+                       noise_std=noise_std, aggregation=aggregation,
+                       values_train=fingerprint(v_train))
     for i, t in enumerate(fractions):
         kw = dict(imputation=imputation, noise_std=noise_std, seed=seeds[0] * 1009 + i, fill=fill)
         x_tr = fill_removed(ds.x_train.numpy(), removed_at(o_tr, t, (h, w)),

@@ -70,6 +70,8 @@ RETRAIN_EPOCHS = {"smoke": {"*": 4, "shapes": 6}, "small": {"*": 8}, "paper": {"
 #: at smoke scale these datasets run only these methods (CI time); the others are skipped with
 #: a reason. shapes keeps the benchmark's own check: the oracle must beat random.
 SMOKE_ONLY = {"roar": {"shapes": ("random", "oracle")}}
+#: bump when the meaning of a retrained ROAR / KAR model changes
+ROAR_VERSION = 1
 #: absolute tolerance of the random control's monotonicity check (accuracy points), plus 2 std
 RANDOM_MONOTONE_TOL = 0.05
 
@@ -236,7 +238,7 @@ def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
         raise ValueError(f"granularity={granularity!r}; allowed: {GRANULARITIES}")
     from suite.artifacts import fit_cached
     from suite.methods import default_aggregation, fingerprint
-    from suite.methods.extract import resolve_params
+    from suite.methods.extract import resolve_params, result_spec
 
     fractions = tuple(float(t) for t in (fractions or FRACTIONS[ctx.scale]))
     seeds = tuple(int(s) for s in (seeds if seeds is not None else ctx.seeds))
@@ -255,11 +257,12 @@ def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
     except (KeyError, ValueError):
         params = {}
     fill = ds.channel_mean.numpy().astype(np.float64)
-    base = {"base_model": trained.key, "dataset": ds.fingerprint, "method": method,
-            "params": params, "mode": mode, "granularity": granularity, "aggregation": how,
-            "values_train": fingerprint(values["train"]), "values_test": fingerprint(values["test"]),
-            "fill": [round(float(v), 8) for v in fill]}
-    builds_before = len(ctx.cache.builds())
+    base = result_spec("roar" if mode == "remove" else "kar", ROAR_VERSION, model=trained.key,
+                       data=ds.fingerprint, method=method, maps=values["test"], params=params,
+                       mode=mode, granularity=granularity, aggregation=how,
+                       values_train=fingerprint(values["train"]),
+                       fill=[round(float(v), 8) for v in fill])
+    built = 0
     t_mask = t_train = 0.0
     acc = np.zeros((len(seeds), len(fractions)))
     for i, t in enumerate(fractions):
@@ -272,15 +275,15 @@ def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
         t_mask += t2 - t1
         for j, seed in enumerate(seeds):
             tag = f"{ds.name}-{trained.model_name}-{method}-{mode}-{granularity}-t{t:g}-s{seed}"
-            _, info, _, _ = fit_cached(
+            _, info, cached, _ = fit_cached(
                 ctx, name=tag, spec={**base, "fraction": t,
                                      "k": fraction_to_count(t, values["train"][0].size)},
                 model_name=trained.model_name, in_shape=ds.in_shape, num_classes=ds.num_classes,
                 x_train=x_tr, y_train=ds.y_train, x_test=x_te, y_test=ds.y_test,
                 train_spec=train_spec, seed=seed, kind="roar")
             acc[j, i] = float(info["test_acc"])
+            built += not cached
         t_train += time.perf_counter() - t2
-    built = len(ctx.cache.builds()) - builds_before
     log.info("%s %s on %s/%s: %s (%d retrained)", "ROAR" if mode == "remove" else "KAR", method,
              ds.name, trained.model_name, np.round(acc.mean(0), 3).tolist(), built)
     return RoarResult(method, mode, granularity, how, fractions, seeds,

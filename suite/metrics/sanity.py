@@ -466,13 +466,12 @@ def cached(ctx, trained, test: str, method: str, x: torch.Tensor, labels: torch.
 
     from suite.cache import NPZ
     from suite.methods import fingerprint
-    from suite.methods.base import METHODS_VERSION
-    from suite.methods.extract import resolve_params
+    from suite.methods.extract import resolve_params, result_spec
 
-    spec = {"version": SANITY_VERSION, "methods_version": METHODS_VERSION, "model": trained.key,
-            "model_name": trained.model_name, "test": test, "method": method, "seed": seed,
-            "params": resolve_params(method, trained.model_name, params, seed),
-            "data": fingerprint(x), "labels": fingerprint(labels), "extra": extra or {}}
+    spec = result_spec(f"sanity_{test}", SANITY_VERSION, model=trained.key, data=fingerprint(x),
+                       method=method, model_name=trained.model_name, seed=seed,
+                       params=resolve_params(method, trained.model_name, params, seed),
+                       labels=fingerprint(labels), extra=extra or {})
 
     def to_arrays() -> dict[str, np.ndarray]:
         r = build()
