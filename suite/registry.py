@@ -50,7 +50,7 @@ class RegistryError(ValueError):
 
 def check_id(kind: str, name: str, *, replace: bool = False) -> None:
     table = _TABLES[kind]
-    if not isinstance(name, str) or not _ID.match(name):
+    if not isinstance(name, str) or not _ID.fullmatch(name):   # fullmatch: "$" allows a "\n"
         raise RegistryError(
             f"{kind} id {name!r} is not allowed: use lower-case letters, digits and '_', "
             "starting with a letter (ids appear in pytest node ids and -k expressions)")

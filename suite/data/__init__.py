@@ -23,5 +23,8 @@ def load(name: str, ctx: Context) -> ImageDataset:
         if not isinstance(ds, ImageDataset):
             raise TypeError(f"dataset loader {name!r} returned {type(ds).__name__}, "
                             "not suite.data.ImageDataset")
+        if ds.name != name:   # the recipe, the accuracy bar and cache paths are found by the id
+            raise ValueError(f"dataset loader {name!r} returned an ImageDataset named "
+                             f"{ds.name!r}; its name must be its registered id {name!r}")
         _MEMO[key] = ds
     return _MEMO[key]

@@ -37,6 +37,7 @@ class Context:
     rebuild: bool = False
     image_folder: Path | None = None
     image_size: int = 64
+    run_id: str | None = None       # shared by the processes of one run (see ArtifactCache)
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
@@ -50,7 +51,7 @@ class Context:
         from suite.cache import ArtifactCache
 
         if self._cache is None:
-            self._cache = ArtifactCache(self.cache_dir, rebuild=self.rebuild)
+            self._cache = ArtifactCache(self.cache_dir, rebuild=self.rebuild, run_id=self.run_id)
         return self._cache
 
 
@@ -77,6 +78,13 @@ class ImageDataset:
             if y.shape != (x.shape[0],) or y.dtype != torch.int64:
                 raise ValueError(f"{self.name}: y_{split} must be int64 ({x.shape[0]},), "
                                  f"got {y.dtype} {tuple(y.shape)}")
+            if len(x) == 0:
+                raise ValueError(f"{self.name}: the {split} split holds no images; every dataset "
+                                 "needs at least one training and one test image")
+            if not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).sum())
+                raise ValueError(f"{self.name}: x_{split} holds {bad} NaN or infinite value(s); "
+                                 "images must be finite, in [0, 1]")
             if len(x) and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
                 raise ValueError(f"{self.name}: x_{split} must lie in [0, 1], got "
                                  f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")

@@ -47,7 +47,7 @@ def _mnist_like(cls_name: str, name: str, scale: str, ctx: Context | None) -> Im
     try:
         train = cls(str(root), train=True, download=ctx.download)
         test = cls(str(root), train=False, download=ctx.download)
-    except RuntimeError as err:  # torchvision: "Dataset not found. You can use download=True ..."
+    except (RuntimeError, OSError) as err:  # "Dataset not found ...", or a failed --download
         raise _unavailable(name, root, f"{cls_name} idx files ({cls_name}/raw/*-ubyte)", err) from None
     to_x = lambda d: (d.data.to(torch.float32) / 255.0)[:, None]  # noqa: E731
     return _finish(name, scale, to_x(train), train.targets.to(torch.int64), to_x(test),
@@ -73,7 +73,7 @@ def load_cifar10(scale: str, ctx: Context | None = None) -> ImageDataset:
     try:
         train = torchvision.datasets.CIFAR10(str(root), train=True, download=ctx.download)
         test = torchvision.datasets.CIFAR10(str(root), train=False, download=ctx.download)
-    except RuntimeError as err:  # "Dataset not found or corrupted."
+    except (RuntimeError, OSError) as err:  # "Dataset not found or corrupted.", failed download
         raise _unavailable("cifar10", root, "cifar-10-batches-py", err) from None
     to_x = lambda d: torch.from_numpy(d.data).permute(0, 3, 1, 2).to(torch.float32) / 255.0  # noqa: E731
     return _finish("cifar10", scale, to_x(train), torch.tensor(train.targets, dtype=torch.int64),
@@ -123,7 +123,7 @@ def load_imagenette(scale: str, ctx: Context | None = None) -> ImageDataset:
         train = torchvision.datasets.Imagenette(str(root), split="train", size="160px",
                                                 download=ctx.download)
         val = torchvision.datasets.Imagenette(str(root), split="val", size="160px", download=False)
-    except (RuntimeError, FileNotFoundError) as err:   # absent, or a partial download
+    except (RuntimeError, OSError) as err:   # absent, a partial or a failed download
         raise _unavailable("imagenette", root, "imagenette2-160/{train,val}", err) from None
     n_tr, n_te = SUBSETS[scale]
     tr = [train._samples[i] for i in subset(len(train._samples), n_tr)]
