@@ -14,9 +14,11 @@ import logging
 import os
 import platform
 import re
-import shutil
 import subprocess
+import tempfile
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,24 @@ log = logging.getLogger("saliencybench")
 RECORD_KEY = "saliencybench"
 CASE_KEY = "saliencybench.case"
 UNAVAILABLE_KEY = "saliencybench.unavailable"
-_RESULTS = pytest.StashKey[dict]()
-_META = pytest.StashKey[dict]()
+FAILURE_KEY = "saliencybench.failure"      # "verdict" or "error", set where the exception is known
+
+
+@dataclass
+class State:
+    """The plugin's state for one run, in ``config.stash`` (pytest's junitxml pattern)."""
+
+    run_id: str
+    results: dict[str, dict] = field(default_factory=dict)     # nodeid -> case record
+    started: str = field(default_factory=lambda: _now())
+    t0: float = field(default_factory=time.time)
+    skipped_datasets: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)            # nodeids of failures that are no verdict
+    index: Path | None = None
+    written: dict | None = None
+
+
+_STATE = pytest.StashKey[State]()
 
 #: seeds per scale when --seeds is not given
 DEFAULT_SEEDS = {"smoke": 1, "small": 1, "paper": 5}
@@ -58,7 +76,7 @@ def _seeds(value: str) -> tuple[int, ...]:
 
 
 def _device(value: str) -> str:
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", value):
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", value or ""):
         raise argparse.ArgumentTypeError(
             f"invalid --device {value!r}: choose cpu, cuda, cuda:N, mps or auto")
     return value
@@ -104,58 +122,131 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="where index.html, results.json and results.csv go. Default: reports/latest")
     g.addoption("--compare", dest="sb_compare", default=None,
                 help="an earlier run's results.json: the report marks what changed. Default: none")
+    g.addoption("--threads", dest="sb_threads", type=_positive_int, default=1,
+                help="torch threads per process, whatever -n is: a trained model depends on the "
+                     "thread count (float reduction order), so it is fixed and part of the "
+                     "model's cache key; use -n for parallelism. numba's threads are split between "
+                     "xdist workers. Default: 1")
+    g.addoption("--allow-verdicts", dest="sb_allow_verdicts", action="store_true", default=False,
+                help="exit 0 when every failure is a verdict (a method that did not beat the random "
+                     "baseline, an accuracy bar not reached); errors (exceptions, crashes) still "
+                     "fail the run. make bench uses it. Default: off")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "metric(name): the metric a case file evaluates")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:        # the controller (or a plain run) checks every option up front
+        _check_options(config)
+        run_id = uuid.uuid4().hex
+    else:
+        run_id = workerinput.get("sb_run_id") or uuid.uuid4().hex
+    _set_threads(config, int(workerinput.get("workercount", 1)) if workerinput else 1)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "saliencybench-xdist")
+    config.stash[_STATE] = State(run_id=run_id)
+
+
+def _check_options(config: pytest.Config) -> None:
+    """Every option problem is a usage error before collection, never a crash after the run."""
     compare = config.getoption("sb_compare")
-    if compare and not Path(compare).is_file():
-        raise pytest.UsageError(f"--compare {compare}: no such file (give an earlier results.json)")
+    if compare:
+        from suite.report.compare import load_results
+
+        try:
+            load_results(compare)
+        except (OSError, ValueError) as err:
+            raise pytest.UsageError(f"--compare {compare}: {err}") from None
     device = config.getoption("sb_device")
-    if device.startswith("cuda") or device == "auto":
+    if device != "cpu":
         import torch
 
         if device == "auto":
             config.option.sb_device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif not torch.cuda.is_available():
-            raise pytest.UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
+        elif device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise pytest.UsageError(f"--device {device}: CUDA is not available here; use --device cpu")
+            index = int(device.split(":")[1]) if ":" in device else 0
+            if index >= torch.cuda.device_count():
+                raise pytest.UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA "
+                                        f"device(s) here (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        elif device == "mps":
+            mps = getattr(torch.backends, "mps", None)
+            if mps is None or not mps.is_available():
+                raise pytest.UsageError("--device mps: Apple's MPS backend is not available here; "
+                                        "use --device cpu")
     folder = config.getoption("sb_image_folder")
     if folder and not Path(folder).expanduser().is_dir():
         raise pytest.UsageError(f"--image-folder {folder}: not a directory")
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput is not None:   # share the cores between xdist workers instead of oversubscribing
-        import torch
+    _check_writable_dir("--report-dir", report_dir(config))
+    _check_writable_dir("--cache-dir", cache_dir(config))
 
-        n = int(workerinput.get("workercount", 1))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n))
-    config.stash[_RESULTS] = {}
-    config.stash[_META] = {"started": _now(), "t0": time.time(), "skipped_datasets": {}}
+
+def _check_writable_dir(option: str, path: Path) -> None:
+    """Create ``path`` if needed and prove that a file can be written there."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise pytest.UsageError(f"{option} {path}: not a writable directory "
+                                f"({err.strerror or err})") from None
+
+
+def _set_threads(config: pytest.Config, workers: int) -> None:
+    """torch: the fixed --threads in every process (results must not depend on -n); numba: the
+    cores split between the xdist workers (its kernels write disjoint slices, so its thread
+    count changes no result, only the contention between workers)."""
+    import torch
+
+    torch.set_num_threads(config.getoption("sb_threads"))
+    if workers > 1:
+        import numba
+
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS,
+                                         (os.cpu_count() or 1) // max(1, workers))))
+
+
+class _XdistHooks:
+    """Registered only when pytest-xdist is loaded: hands the run's id to every worker."""
+
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput["sb_run_id"] = node.config.stash[_STATE].run_id
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+def cache_dir(config: pytest.Config) -> Path:
+    from suite.data.base import default_cache_dir
+
+    d = config.getoption("sb_cache_dir")
+    if d is not None:
+        return Path(d).expanduser()
+    env = os.environ.get("SALIENCYBENCH_CACHE")
+    return Path(env).expanduser() if env else Path(config.rootpath) / default_cache_dir()
+
+
 def context_from_config(config: pytest.Config):
-    from suite.data.base import Context, default_cache_dir, default_data_root
+    from suite.data.base import Context, default_data_root
 
     scale = config.getoption("sb_scale")
     seeds = config.getoption("sb_seeds") or tuple(range(DEFAULT_SEEDS[scale]))
-    cache_dir = config.getoption("sb_cache_dir")
-    if cache_dir is None:
-        env = os.environ.get("SALIENCYBENCH_CACHE")
-        cache_dir = Path(env).expanduser() if env else Path(config.rootpath) / default_cache_dir()
+    state = config.stash.get(_STATE, None)
     return Context(scale=scale, device=config.getoption("sb_device"), seeds=seeds,
                    data_root=Path(config.getoption("sb_data_root") or default_data_root()),
-                   download=config.getoption("sb_download"), cache_dir=Path(cache_dir),
+                   download=config.getoption("sb_download"), cache_dir=cache_dir(config),
                    rebuild=config.getoption("sb_rebuild"),
                    image_folder=config.getoption("sb_image_folder"),
-                   image_size=config.getoption("sb_image_size"))
+                   image_size=config.getoption("sb_image_size"),
+                   run_id=state.run_id if state else None)
 
 
 def report_dir(config: pytest.Config) -> Path:
     d = config.getoption("sb_report_dir")
-    return Path(d) if d else Path(config.rootpath) / "reports" / "latest"
+    return Path(d).expanduser() if d else Path(config.rootpath) / "reports" / "latest"
 
 
 # -- collection -------------------------------------------------------------------------------
@@ -178,7 +269,8 @@ def _marks(case: Case) -> list:
     from suite.metrics.expectations import expectation_for
 
     e = expectation_for(case)
-    return [pytest.mark.xfail(reason=f"expected: {e.reason} ({e.source})", strict=False)] if e else []
+    return [pytest.mark.xfail(reason=f"expected: {e.reason} ({e.source})", strict=False,
+                              raises=AssertionError)] if e else []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -292,23 +384,68 @@ def record(request: pytest.FixtureRequest) -> Recorder:
 
 # -- the collector (controller side) ----------------------------------------------------------
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Tell a verdict from an error where the exception is known (the worker, or a plain run).
+
+    A verdict is an ``AssertionError`` raised by the case's body: the benchmark's checks (beats
+    random, the oracle rule, an accuracy bar). Anything else (an exception in the case or in a
+    fixture, a user method raising: ``suite.methods`` wraps those in ``MethodError``) is an error.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.excinfo is not None:
+        is_case = any(k == CASE_KEY for k, _ in item.user_properties)
+        verdict = is_case and report.when == "call" and call.excinfo.errisinstance(AssertionError)
+        report.user_properties.append((FAILURE_KEY, "verdict" if verdict else "error"))
+
+
+_CASE_ID = re.compile(r"::test_(\w+)\[(.+)\]$")
+
+
+def _case_from_nodeid(nodeid: str, scale: str) -> dict | None:
+    """The case of a report that carries none (a crashed xdist worker's), from its node id."""
+    m = _CASE_ID.search(nodeid)
+    if m is None or not nodeid.split("::")[0].replace("\\", "/").split("/")[-1].startswith("test_"):
+        return None
+    from suite.registry import METRICS, cases_for
+
+    func, cid = m.groups()
+    names = sorted(METRICS, key=lambda name: (name != func, -len(name)))
+    for name in names:
+        if func == name or func.startswith(name):
+            for c in cases_for(name, scale):
+                if c.id == cid:
+                    return {**c.as_dict(), "expectation": None}
+    return None
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     config = _CONFIG.get("config")
-    if config is None:
+    if config is None or _STATE not in config.stash:
         return
-    results = config.stash[_RESULTS]
+    state = config.stash[_STATE]
     props = dict(report.user_properties)
+    failure = props.get(FAILURE_KEY)
+    if report.failed and failure is None:
+        failure = "error"          # no exception on this side: a crashed worker, an internal error
+    if report.failed and failure == "error":
+        state.errors.append(report.nodeid)
     case = props.get(CASE_KEY)
+    if case is None and report.nodeid in state.results:
+        case = state.results[report.nodeid]          # e.g. a crash report after the case's setup
+    if case is None and report.failed:
+        case = _case_from_nodeid(report.nodeid, config.getoption("sb_scale"))
     if case is None:     # only benchmark cases go into the report
         return
-    rec = results.setdefault(report.nodeid, {
+    rec = state.results.setdefault(report.nodeid, {
         "nodeid": report.nodeid, "metric": case["metric"], "dataset": case["dataset"],
         "model": case["model"], "method": case["method"], "outcome": "passed", "duration_s": 0.0,
         "score": None, "higher_is_better": None, "baseline": None, "beats_baseline": None,
         "curves": [], "details": {"expectation": case["expectation"]} if case.get("expectation") else {}})
     rec["duration_s"] = round(rec["duration_s"] + report.duration, 3)
     if UNAVAILABLE_KEY in props:
-        config.stash[_META]["skipped_datasets"][case["dataset"]] = props[UNAVAILABLE_KEY]
+        state.skipped_datasets[case["dataset"]] = props[UNAVAILABLE_KEY]
     data = props.get(RECORD_KEY)
     if data:
         details = {**rec["details"], **data.get("details", {})}
@@ -325,12 +462,23 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             reason = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
             rec["details"]["reason"] = reason.removeprefix("Skipped: ")
     elif report.failed:
-        rec["outcome"] = "failed"
-        msg = getattr(report.longrepr, "reprcrash", None)
-        rec["details"]["error"] = (msg.message if msg else str(report.longrepr))[:2000]
+        rec["outcome"] = "failed" if failure == "verdict" else "error"
+        rec["details"]["failure"] = failure
+        rec["details"]["error"] = _failure_text(report)
+        if failure == "error":
+            rec["details"]["error_phase"] = report.when
     elif report.when == "call" and xfail is not None:
         rec["outcome"] = "xpassed"
         rec["details"]["reason"] = xfail
+
+
+def _failure_text(report: pytest.TestReport, limit: int = 4000) -> str:
+    """The failure's message: the exception line and message for an exception, the crash text
+    for a crashed worker (whose report carries no exception)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None and crash.message:
+        return crash.message[:limit]
+    return (report.longreprtext or str(report.longrepr))[-limit:]
 
 
 _CONFIG: dict[str, pytest.Config] = {}
@@ -361,67 +509,68 @@ def _git(root: Path) -> str | None:
 
 
 def build_results(config: pytest.Config) -> dict:
-    meta = config.stash[_META]
+    state = config.stash[_STATE]
     ctx = context_from_config(config)
-    skipped = dict(sorted(meta["skipped_datasets"].items()))
-    cases = list(config.stash[_RESULTS].values())
+    skipped = dict(sorted(state.skipped_datasets.items()))
+    cases = list(state.results.values())
     return {"schema": 1,
-            "run": {"started": meta["started"], "finished": _now(), "scale": ctx.scale,
+            "run": {"started": state.started, "finished": _now(), "scale": ctx.scale,
                     "device": ctx.device, "seeds": list(ctx.seeds), "versions": _versions(),
                     "git": _git(Path(config.rootpath)), "skipped_datasets": skipped,
-                    "duration_s": round(time.time() - meta["t0"], 2),
-                    "cache_dir": str(ctx.cache_dir)},
+                    "duration_s": round(time.time() - state.t0, 2),
+                    "cache_dir": str(ctx.cache_dir), "threads": config.getoption("sb_threads"),
+                    "errors": len(state.errors)},
             "cases": cases}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if hasattr(config, "workerinput") or _RESULTS not in config.stash:
+    if hasattr(config, "workerinput") or _STATE not in config.stash:
         return
-    if not config.stash[_RESULTS]:
+    state = config.stash[_STATE]
+    if (config.getoption("sb_allow_verdicts") and session.exitstatus == pytest.ExitCode.TESTS_FAILED
+            and not state.errors):
+        session.exitstatus = pytest.ExitCode.OK     # every failure is a verdict: see --allow-verdicts
+        state.written = {**(state.written or {}), "verdicts_allowed": True}
+    if not state.results:
         return   # no benchmark case ran (e.g. only unit tests): leave the last report alone
     from suite.report import render
+    from suite.report.compare import load_results
+    from suite.report.writer import keep_history, write_assets_manifest
 
     out = report_dir(config)
     out.mkdir(parents=True, exist_ok=True)
-    old = out / "results.json"
-    if old.exists():   # keep every earlier run's results: nothing the user computed is lost
-        hist = out.parent / "history"
-        hist.mkdir(exist_ok=True)
-        try:
-            started = json.loads(old.read_text())["run"]["started"]
-        except (ValueError, KeyError):
-            started = str(int(old.stat().st_mtime))
-        shutil.copy2(old, hist / (re.sub(r"[^0-9A-Za-z]+", "-", started) + ".json"))
+    keep_history(out)
     results = build_results(config)
-    referenced = {img["file"] for c in results["cases"] for img in c.get("images", [])}
-    assets = out / "assets"
-    if assets.is_dir():   # drop pictures of earlier runs that this report no longer shows
-        for f in assets.iterdir():
-            if f"assets/{f.name}" not in referenced:
-                f.unlink()
     (out / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True))
+    write_assets_manifest(out, results)
     compare_path = config.getoption("sb_compare")
-    compare = json.loads(Path(compare_path).read_text()) if compare_path else None
-    index = render(results, out, compare=compare)
-    config.stash[_META]["index"] = index
-    config.stash[_META]["results"] = results
+    compare = load_results(compare_path) if compare_path else None
+    state.index = render(results, out, compare=compare)
+    state.written = {**(state.written or {}), "results": results}
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    meta = config.stash.get(_META, {})
-    index = meta.get("index")
-    if index is None:
+    state = config.stash.get(_STATE, None)
+    if state is None or state.written is None:
+        return
+    tr = terminalreporter
+    if state.written.get("verdicts_allowed"):
+        tr.write_line("saliencybench: the failed cases are verdicts (see the report), no errors: "
+                      "exit status 0 (--allow-verdicts)")
+    if state.index is None:
         return
     from suite.report import summary_lines
 
-    results = meta["results"]
-    tr = terminalreporter
+    results = state.written["results"]
     tr.write_sep("=", "saliencybench")
     for line in summary_lines(results):
         tr.write_line(line)
+    if state.errors:
+        tr.write_line(f"errors (not verdicts): {len(state.errors)} case(s) or test(s) raised or "
+                      "crashed; see the report's failed list")
     cached = [c["details"].get("from_cache") for c in results["cases"] if "from_cache" in c["details"]]
     if cached:
         tr.write_line(f"trained models: {cached.count(False)} built this run, "
                       f"{cached.count(True)} loaded from the cache ({results['run']['cache_dir']})")
-    tr.write_line(f"report: {index}")
+    tr.write_line(f"report: {state.index}")

@@ -163,7 +163,7 @@ def test_overview_counts_skips_and_failures(demo):
     overview = doc.find("section", id="overview")
     counts = {box.find("span", class_="k").text(): int(box.find("span", class_="n").text())
               for box in overview.iter("div", class_="count")}
-    assert counts == {"passed": 13, "failed": 1, "xfailed (expected failure)": 1,
+    assert counts == {"passed": 13, "failed (verdict)": 1, "xfailed (expected failure)": 1,
                       "xpassed (unexpectedly passed)": 1, "skipped": 2}
     skipped = [[td.text() for td in tr.iter("td")]
                for tr in overview.find("table", id="skipped-datasets").find("tbody").iter("tr")]

@@ -94,3 +94,28 @@ def compare_runs(old: dict, new: dict, *, n_sigma: float = 2.0, rel_tol: float =
     out["same"] = not any(out[k] for k in ("added", "removed", "outcome_changes",
                                           "baseline_changes", "score_changes"))
     return out
+
+
+def load_results(path) -> dict:
+    """An earlier run's results.json, checked for the shape the comparison reads.
+
+    Raises ``OSError`` when it cannot be read and ``ValueError`` (naming what is wrong) when it
+    is not JSON or not a results file: an object with a ``cases`` list of objects.
+    """
+    import json
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ValueError("no such file (give an earlier results.json)")
+    try:
+        data = json.loads(p.read_text())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"not a JSON file ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cases"), list) \
+            or not all(isinstance(c, dict) for c in data["cases"]):
+        raise ValueError("not a saliencybench results.json (expected an object with a 'cases' "
+                         "list of case objects)")
+    if not isinstance(data.get("run", {}), dict):
+        raise ValueError("not a saliencybench results.json ('run' is not an object)")
+    return data

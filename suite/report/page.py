@@ -130,8 +130,13 @@ suite.report. Per-case data: results.csv.</footer>
         out: list[tuple[str, str]] = []
         if n == 0:
             out.append(("warn", "No cases were recorded."))
+        if counts.get("error"):
+            out.append(("bad", f"{counts['error']} case(s) raised an error or crashed: these are "
+                               "faults of the run (a method's or the suite's code, a worker), not "
+                               "verdicts about a method; their error text is in the list below."))
         if counts["failed"]:
-            out.append(("bad", f"{counts['failed']} case(s) failed."))
+            out.append(("bad", f"{counts['failed']} case(s) failed: their method did not pass the "
+                               "benchmark's check (the reason is shown beside each)."))
         odd = {k: v for k, v in counts.items() if k not in OUTCOME_LABELS and v}
         if odd:
             out.append(("bad", "Cases with other outcomes: "
@@ -269,8 +274,15 @@ suite.report. Per-case data: results.csv.</footer>
         label = OUTCOME_LABELS.get(outcome, outcome)
         if outcome == "failed":
             label = "✗ FAILED"
+        elif outcome == "error":
+            label = "⚠ ERROR"
         reason = details(case).get("reason")
         extra = f'<div class="small">{esc(reason)}</div>' if reason else ""
+        error = details(case).get("error") if outcome in ("failed", "error") else None
+        if error:
+            short = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+            extra += (f'<details class="small err"><summary>{esc(short)}</summary>'
+                      f'<pre>{esc(error)}</pre></details>')
         return f'<span class="o o-{esc(outcome)}">{esc(label)}</span>{extra}'
 
     def duration_cell(self, case: Case) -> str:
@@ -483,12 +495,13 @@ caption { caption-side:top; text-align:left; color:var(--muted); font-size:12px;
 td.name, .o-failed { white-space:nowrap; }
 table.meta td { word-break:break-all; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-tr.row-failed td { background:var(--bad-bg); }
+tr.row-failed td, tr.row-error td { background:var(--bad-bg); }
+details.err pre { white-space:pre-wrap; max-width:60em; font-size:11px; }
 tr.row-xpassed td { background:var(--warn-bg); }
 tr.row-skipped td { color:var(--muted); }
 tr.is-base td { font-style:italic; }
 .o { font-weight:500; }
-.o-passed { color:var(--good); } .o-failed { color:var(--bad); font-weight:700; }
+.o-passed { color:var(--good); } .o-failed, .o-error { color:var(--bad); font-weight:700; }
 .o-xfailed { color:var(--muted); } .o-xpassed { color:var(--warn); }
 .o-skipped { color:var(--muted); }
 .yes { color:var(--good); font-weight:600; } .no { color:var(--bad); font-weight:600; }

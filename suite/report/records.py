@@ -13,10 +13,11 @@ from typing import Any, Iterable
 Case = dict[str, Any]
 GroupKey = tuple[str, str, str]  # (metric, dataset, model)
 
-OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped")
+OUTCOMES = ("passed", "failed", "xfailed", "xpassed", "skipped")   # "error" counted when present
 OUTCOME_LABELS = {
     "passed": "passed",
-    "failed": "failed",
+    "failed": "failed (verdict)",
+    "error": "error (not a verdict)",
     "xfailed": "xfailed (expected failure)",
     "xpassed": "xpassed (unexpectedly passed)",
     "skipped": "skipped",

@@ -100,10 +100,10 @@ def summary_lines(results: dict) -> list[str]:
                 for v, w in zip(r, widths)).rstrip()))
         lines.append("  ↑/↓: higher/lower is better; vs random: the winner's margin over the "
                      "random baseline (+ = better)")
-    failed = [text(c.get("nodeid")) for c in results.get("cases") or []
-              if c.get("outcome") == "failed"]
-    for nodeid in failed[:10]:
-        lines.append(_fit(f"  FAILED {nodeid}"))
+    failed = [(c.get("outcome"), text(c.get("nodeid"))) for c in results.get("cases") or []
+              if c.get("outcome") in ("failed", "error")]
+    for outcome, nodeid in failed[:10]:
+        lines.append(_fit(f"  {'ERROR ' if outcome == 'error' else 'FAILED'} {nodeid}"))
     if len(failed) > 10:
         lines.append(f"  ... and {len(failed) - 10} more failed cases (see results.csv)")
     return lines
