@@ -88,6 +88,11 @@ class Speed:
     def quick(self) -> bool:
         return bool(self._bench.disabled)
 
+    def group(self, name: str) -> None:
+        """Set this test's group (for parametrized tests whose group depends on the parameters;
+        otherwise use ``@pytest.mark.benchmark(group=...)``)."""
+        self._bench.group = name
+
     def __call__(self, fn, *, side: str, role: str, items: int = 1, rounds: int = 5):
         if role not in ROLES:
             raise ValueError(f"role={role!r}; allowed: {ROLES}")
