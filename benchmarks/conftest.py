@@ -93,6 +93,10 @@ class Speed:
         otherwise use ``@pytest.mark.benchmark(group=...)``)."""
         self._bench.group = name
 
+    def info(self, **values) -> None:
+        """Add JSON-safe values to this benchmark's ``extra_info`` (shown in the saved JSON)."""
+        self._bench.extra_info.update(values)
+
     def __call__(self, fn, *, side: str, role: str, items: int = 1, rounds: int = 5):
         if role not in ROLES:
             raise ValueError(f"role={role!r}; allowed: {ROLES}")
