@@ -170,8 +170,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         mark = "REGRESSED" if c.regressed else "ok"
         tr.write_line(f"{c.group:34s} {c.name:28s} {c.baseline:8.2f}x -> {c.current:8.2f}x "
                       f"suite {c.change:+7.1%} relative   {mark}")
-    for m in outcome["missing"]:
-        tr.write_line(f"{m}: in the baseline, not in this run (not compared)")
+    if outcome["missing"]:
+        tr.write_line(f"not compared ({len(outcome['missing'])} in the baseline, not in this run: "
+                      f"deselected or skipped): {'; '.join(outcome['missing'])}")
     bad = [c for c in outcome["changes"] if c.regressed]
     if bad:
         tr.write_line(f"speed regression: {len(bad)} ratio(s) worse than the baseline by more "

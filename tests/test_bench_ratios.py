@@ -112,8 +112,8 @@ def bench_dir(pytester):
 
 
 def _baseline(path, ratio):
-    path.write_text(json.dumps({"ratios": {"sleep": {"suite/floor": {
-        "kind": "suite/floor", "wall": ratio, "wall_median": ratio, "cpu": None}}}}))
+    row = {"suite/floor": {"kind": "suite/floor", "wall": ratio, "wall_median": ratio, "cpu": None}}
+    path.write_text(json.dumps({"ratios": {"sleep": row, "gone": row}}))
     return str(path)
 
 
@@ -144,7 +144,7 @@ def test_ratio_baseline_fails_on_a_regression_only(bench_dir):
     good = bench_dir.runpytest("-p", "no:cacheprovider", "--benchmark-only", "--ratio-baseline",
                                _baseline(bench_dir.path / "b2.json", 1000.0))
     assert good.ret == pytest.ExitCode.OK
-    good.stdout.fnmatch_lines(["*sleep*suite/floor*ok"])
+    good.stdout.fnmatch_lines(["*sleep*suite/floor*ok", "not compared (1 in the baseline*gone: suite/floor"])
 
 
 @pytest.mark.parametrize("args, message", [
