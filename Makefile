@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.saliencybench-installed
 ARGS   ?=
 
-.PHONY: bench test install clean-cache
+.PHONY: bench test speed install clean-cache
 
 install: $(STAMP)
 
@@ -29,6 +29,12 @@ bench: $(STAMP)
 test: $(STAMP)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/test_kernels_*.py -q -p no:cacheprovider
 	$(PY) -m pytest -n 2 --scale smoke -p no:cacheprovider $(ARGS)
+	$(PY) -m pytest benchmarks/ --benchmark-disable -q -p no:cacheprovider
+
+# The speed benchmarks (pytest-benchmark), saved under .benchmarks/ for --benchmark-compare and
+# --ratio-baseline (README, "Speed benchmarks"). Extra pytest arguments: make speed ARGS='-k road'
+speed: $(STAMP)
+	$(PY) -m pytest benchmarks/ --benchmark-only --benchmark-autosave -p no:cacheprovider $(ARGS)
 
 clean-cache:
 	rm -rf .cache/saliencybench
