@@ -137,6 +137,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: str 
 
 
 @torch.no_grad()
+def per_class_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                       device: str | torch.device = "cpu",
+                       batch_size: int = 1024) -> dict[int, tuple[float, int]]:
+    """{class: (accuracy on that class's images, their count)} for every class present in y;
+    the count-weighted mean of the accuracies is :func:`evaluate`'s overall accuracy."""
+    pred = predict(model, x, device=device, batch_size=batch_size).argmax(1)
+    y = y.cpu()
+    return {int(k): (float((pred[y == k] == k).float().mean()), int((y == k).sum()))
+            for k in torch.unique(y).tolist()}
+
+
+@torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "cpu",
             batch_size: int = 1024) -> torch.Tensor:
     """Logits of ``model`` on x (CPU tensor out), batched, in eval mode."""
@@ -208,4 +220,5 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     return TrainResult(model, train_acc, test_acc, time.perf_counter() - t0, history)
 
 
-__all__ = ["Recipe", "TrainResult", "recipe", "train", "evaluate", "predict", "replace"]
+__all__ = ["Recipe", "TrainResult", "recipe", "train", "evaluate", "per_class_accuracy", "predict",
+           "replace"]

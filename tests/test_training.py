@@ -140,3 +140,21 @@ def test_warn_gates_known_answers():
             model.attention2.relu(model.attention2.bn(z2))).flatten(2))
         torch.testing.assert_close(h.sum(-1), torch.ones(3, 2, dtype=torch.float64))
 
+
+
+def test_per_class_accuracies_average_weighted_to_the_overall_accuracy():
+    from suite.training import evaluate, per_class_accuracy
+
+    model = build_model("simplecnn", 4, (1, 8, 8), seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 1, 8, 8, generator=g)
+    y = torch.cat([torch.zeros(5), torch.ones(30), torch.full((15,), 3)]).long()  # class 2 absent
+    with torch.no_grad():
+        y[:20] = model(x[:20]).argmax(1)          # some hits, whatever the random init predicts
+    pc = per_class_accuracy(model, x, y, batch_size=7)
+    assert set(pc) == set(torch.unique(y).tolist()) and sum(n for _, n in pc.values()) == 50
+    weighted = sum(acc * n for acc, n in pc.values()) / 50
+    assert weighted == pytest.approx(evaluate(model, x, y), abs=1e-12)
+    pred = model(x).argmax(1)
+    for k, (acc, n) in pc.items():
+        assert n == int((y == k).sum()) and acc == pytest.approx(float((pred[y == k] == k).float().mean()))
