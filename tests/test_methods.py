@@ -629,3 +629,22 @@ def test_frozen_models_give_the_same_maps(method):
     b = M.explain(method, frozen, x, t, model_name="simplecnn", **kw)
     torch.testing.assert_close(b, a, rtol=1e-12, atol=0)
     assert not any(p.requires_grad for p in frozen.parameters())
+
+
+def test_gradcam_by_layer_covers_the_spatial_declared_layers_and_leaves_no_hooks():
+    from suite.methods.backprop import gradcam_by_layer, spatial_layers
+
+    model = model64("simplecnn")
+    assert spatial_layers(model, "simplecnn", SHAPE) == ["features.conv1", "features.conv2",
+                                                         "features.conv3"]
+    x, t = data64(2)
+    cams = gradcam_by_layer(model, "simplecnn", x, t)
+    assert list(cams) == ["features.conv1", "features.conv2", "features.conv3", "features.relu3"]
+    torch.testing.assert_close(cams["features.relu3"],
+                               M.explain("gradcam", model, x, t, model_name="simplecnn"),
+                               rtol=0, atol=0)
+    for layer, cam in cams.items():
+        torch.testing.assert_close(cam, M.explain("gradcam", model, x, t, layer=layer), rtol=0, atol=0)
+    no_hooks_left(model)
+    assert list(gradcam_by_layer(model64("warn"), "warn", x, t)) == ["stem", "group1", "group2",
+                                                                     "group3", "post"]
