@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from suite.methods import extract_cached, method_params, plot_maps
+from suite.methods import explain, extract_cached, method_params, plot_maps
 from suite.registry import DATASETS, METHODS, MODELS, method_applies
 
 pytestmark = pytest.mark.metric("maps")
@@ -32,3 +32,29 @@ def test_maps(case, dataset, trained, sb_context, record):
         assert a.shape[0] == len(x) and a.shape[2:] == tuple(x.shape[2:]), name
         assert torch.isfinite(torch.as_tensor(a)).all(), name
     assert {"gradient", "intgrad", "smoothgrad", "random"} <= set(maps)
+
+
+def test_maps_by_layer(case, dataset, trained, sb_context, record):
+    """Grad-CAM at each declared block of the model with a feature map (the studies' "saliency
+    maps by layers" picture); at the model's Grad-CAM layer it is the gradcam method's map."""
+    from suite.methods import predict
+    from suite.methods.backprop import gradcam_by_layer
+
+    if MODELS[case.model].gradcam_layer is None:
+        pytest.skip(f"{case.model} has no feature map (no Grad-CAM layer)")
+    x, _, _ = dataset.split("test")
+    x = x[:N_IMAGES].to(sb_context.device)
+    target = predict(trained.model, x)
+    cams = gradcam_by_layer(trained.model, case.model, x, target)
+    record.figure(plot_maps(x.cpu(), {k: v.cpu() for k, v in cams.items()},
+                            aggregation={k: "sum" for k in cams}),
+                  f"Grad-CAM by layer on {case.dataset} / {case.model} (rows: test images; "
+                  "columns: input, then each declared block, input to output)")
+    record(details={"layers": list(cams)})
+    for layer, cam in cams.items():
+        assert cam.shape == (len(x), 1) + tuple(x.shape[2:]), layer
+        assert torch.isfinite(cam).all() and float(cam.min()) >= 0.0, layer
+    layer = MODELS[case.model].gradcam_layer
+    assert layer in cams
+    ref = explain("gradcam", trained.model, x, target, model_name=case.model)
+    torch.testing.assert_close(cams[layer], ref)

@@ -108,18 +108,29 @@ def test_sanity_independent(case, dataset, trained, sb_context, record):
 
 
 @pytest.mark.metric("sanity_noise")
-def test_sanity_noise(case, dataset, trained, sb_context, record):
+@pytest.mark.parametrize("mode", ["additive", "multiplicative"])
+def test_sanity_noise(case, mode, dataset, trained, sb_context, record):
+    """additive: the replication's cascading test, N(0, s^2) added to each layer from the top, one
+    more per step (s = S.LAYER_NOISE["additive"]); multiplicative: every weight x N(1, s^2) at
+    growing levels, all layers at once."""
     x, y = _images(case, dataset)
-    result = _cached(case, trained, sb_context, record, "noise", x, y, lambda: (
-        S.model_noise(trained.model, case.model, case.method, x, y, **_kw(case, sb_context))))
-    # the test itself: the smallest level barely changes predictions and maps
-    assert result.agreement[1] >= 0.95, f"s={result.params['levels'][0]} changed predictions: " \
-                                        f"agreement {result.agreement[1]:.3f}"
-    if case.method != "random":
-        sim0 = result.similarity[S.PRIMARY]
-        assert sim0[1] >= sim0[0] - 0.05, (
-            f"s={result.params['levels'][0]} changed the maps: {S.PRIMARY} {sim0[1]:.3f} vs "
-            f"trained level {sim0[0]:.3f}")
+    record(details={"noise_mode": mode})
+    if mode == "additive":
+        s = S.LAYER_NOISE[mode]
+        result = _cached(case, trained, sb_context, record, "noise_cascade", x, y, lambda: (
+            S.layer_noise(trained.model, case.model, case.method, x, y, s=s, mode=mode,
+                          variant="cascade", **_kw(case, sb_context))), extra={"mode": mode, "s": s})
+    else:
+        result = _cached(case, trained, sb_context, record, "noise", x, y, lambda: (
+            S.model_noise(trained.model, case.model, case.method, x, y, **_kw(case, sb_context))))
+        # the test itself: the smallest level barely changes predictions and maps
+        assert result.agreement[1] >= 0.95, f"s={result.params['levels'][0]} changed " \
+                                            f"predictions: agreement {result.agreement[1]:.3f}"
+        if case.method != "random":
+            sim0 = result.similarity[S.PRIMARY]
+            assert sim0[1] >= sim0[0] - 0.05, (
+                f"s={result.params['levels'][0]} changed the maps: {S.PRIMARY} {sim0[1]:.3f} vs "
+                f"trained level {sim0[0]:.3f}")
     _report_and_check(case, result, x, record)
 
 

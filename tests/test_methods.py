@@ -16,7 +16,7 @@ from suite.methods.base import INFO
 from suite.models import build_model
 from suite.registry import METHODS, MODELS
 
-SUITE_MODELS = ("simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn", "resattn")
+SUITE_MODELS = ("simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn", "resattn", "warn")
 ALL_IDS = {"gradient", "ixg", "deconvnet", "guidedbp", "intgrad", "gradcam", "ggcam", "smoothgrad",
            "sgsquared", "vargrad", "lrp_zero", "lrp_e0p01", "lrp_e100", "sens_l2", "sens_linf",
            "deconv_l2", "deconv_linf", "random", "sobel", "oracle"}
@@ -213,6 +213,10 @@ def test_lrp_declares_models_without_rules_not_applicable():
         M.explain("lrp_e100", net, torch.rand(2, *SHAPE), torch.tensor([0, 1]), model_name="tanhnet")
     assert M.applies("gradient", "tanhnet", net) is None
     for name in SUITE_MODELS:
+        if name == "warn":   # softmax attention and tanh gates: no LRP rule, left out as data
+            reason = M.applies("lrp_zero", name)
+            assert reason is not None and "Softmax" in reason and "Tanh" in reason
+            continue
         assert M.applies("lrp_zero", name) is None, name
 
 
@@ -232,7 +236,7 @@ def test_integrated_gradients_is_exact_on_a_linear_model_for_any_step_count():
         M.explain("intgrad", lin, x, t, n_steps=4, method="riemann_trapezoid")
 
 
-@pytest.mark.parametrize("name", ["simplecnn", "cbamcnn", "resattn"])
+@pytest.mark.parametrize("name", ["simplecnn", "cbamcnn", "resattn", "warn"])
 def test_integrated_gradients_completeness(name):
     model = model64(name)
     x, t = data64(2)
@@ -268,6 +272,111 @@ def test_noise_methods_are_seeded_per_image_and_independent_of_the_batch():
                               M.explain("gradient", model, x, t))
 
 
+from suite.methods.ensembles import BASES, ENSEMBLES, IDS, ensemble_id  # noqa: E402
+
+
+def test_ensemble_ids_listed_and_named_by_ensemble_and_base():
+    assert len(IDS) == 3 * 7 and set(IDS.values()) <= set(METHODS)
+    assert ensemble_id("sg", "gradient") == "smoothgrad" and ensemble_id("var", "intgrad") == "var_ig"
+    assert ensemble_id("sgsq", "ggcam") == "sgsq_gcam"
+    with pytest.raises(ValueError, match="lrp_zero"):
+        ensemble_id("sg", "lrp_zero")
+    with pytest.raises(ValueError, match="'mean'"):
+        ensemble_id("mean", "intgrad")
+    from suite.methods.__main__ import table
+
+    listing = table()
+    assert all(f"\n{i} " in listing for i in IDS.values())
+    for (ens, base), i in IDS.items():   # SG pools like its base; SG-SQ and VarGrad are >= 0: sum
+        want = INFO[base].aggregation if ens == "sg" else "sum"
+        assert INFO[i].aggregation == want, i
+        assert METHODS[i].needs_layer == METHODS[base].needs_layer, i
+
+
+def _base_kw(base, name):
+    return {"model_name": name} if METHODS[base].needs_layer else {}
+
+
+@pytest.mark.parametrize("base", ["gradient"] + [b for b, _, _ in BASES.values()])
+def test_ensembles_with_zero_noise_are_the_base_its_square_and_zero(base):
+    model = randomize_bn(model64("simplecnn"))
+    x, t = data64(3)
+    kw = dict(n_samples=3, noise_level=0.0, max_images=6, **_base_kw(base, "simplecnn"))
+    extra = {"n_steps": 8} if base == "intgrad" else {}
+    ref = M.explain(base, model, x, t, **_base_kw(base, "simplecnn"), **extra)
+    assert float(ref.abs().max()) > 0
+    sg = M.explain(IDS["sg", base], model, x, t, **kw, **extra)
+    torch.testing.assert_close(sg, ref, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(M.explain(IDS["sgsq", base], model, x, t, **kw, **extra), ref * ref,
+                               rtol=1e-12, atol=1e-18)
+    var = M.explain(IDS["var", base], model, x, t, **kw, **extra)
+    assert float(var.abs().max()) <= 1e-12 * float((ref * ref).max())
+
+
+class Linear(nn.Module):
+    """No ReLU: gradient, guided backprop and DeconvNet maps are the weights, whatever the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(256, 5)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("base", ["gradient", "guidedbp", "deconvnet"])
+def test_ensembles_of_an_input_independent_map_are_it_its_square_and_zero(base):
+    # real noise (std 0.15 x range): the maps do not depend on the input, so the known answers hold
+    torch.manual_seed(5)
+    net = Linear().double().eval()
+    x, t = data64(4)
+    ref = M.explain(base, net, x, t)
+    torch.testing.assert_close(ref, net.fc.weight.detach()[t].reshape(x.shape), rtol=0, atol=0)
+    kw = dict(n_samples=6, noise_level=0.15, seed=3)
+    torch.testing.assert_close(M.explain(IDS["sg", base], net, x, t, **kw), ref, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(M.explain(IDS["sgsq", base], net, x, t, **kw), ref * ref, rtol=1e-12,
+                               atol=1e-18)
+    assert float(M.explain(IDS["var", base], net, x, t, **kw).abs().max()) <= 1e-12
+
+
+def test_ensembles_draw_smoothgrads_noise_per_image_and_batch_independently():
+    model = randomize_bn(model64("simplecnn"))
+    x, t = data64(4)
+    kw = dict(n_samples=3, noise_level=0.15, seed=7)
+    # the noise is smoothgrad's: SG of guided backprop by hand from the same per-image draws
+    from suite.methods.gradients import SALT_NOISE, image_seeds
+
+    sig = 0.15 * (x.flatten(1).amax(1) - x.flatten(1).amin(1))
+    hand = torch.zeros_like(x)
+    for i, s in enumerate(image_seeds(7, None, 4, SALT_NOISE)):
+        eps = torch.randn((3,) + x.shape[1:], generator=torch.Generator().manual_seed(s),
+                          dtype=x.dtype)
+        xi = x[i:i + 1] + sig[i] * eps
+        hand[i] = M.explain("guidedbp", model, xi, t[i].repeat(3)).mean(0)
+    torch.testing.assert_close(M.explain("sg_gbp", model, x, t, **kw), hand, rtol=1e-10, atol=1e-14)
+    for name in ("sg_ig", "var_cam", "sgsq_inxg"):
+        extra = {"model_name": "simplecnn"} if METHODS[name].needs_layer else {}
+        if name == "sg_ig":
+            extra["n_steps"] = 4
+        whole = M.explain(name, model, x, t, **kw, **extra)
+        part = M.explain(name, model, x[2:], t[2:], index=torch.tensor([2, 3]), **kw, **extra)
+        torch.testing.assert_close(part, whole[2:], rtol=1e-10, atol=1e-14)
+        chunked = M.explain(name, model, x, t, max_images=4 * (4 if name == "sg_ig" else 1), **kw,
+                            **extra)   # one noisy copy per base call
+        torch.testing.assert_close(chunked, whole, rtol=1e-10, atol=1e-14)
+        assert not torch.allclose(M.explain(name, model, x, t, **{**kw, "seed": 8}, **extra), whole)
+
+
+def test_ensemble_params_are_the_bases_and_the_noise_at_each_scale():
+    assert M.method_params("sg_ig", "small") == {**M.method_params("intgrad", "small"),
+                                                 **{k: v for k, v in M.method_params(
+                                                     "smoothgrad", "small").items()}}
+    assert M.method_params("var_ig", "smoke")["n_steps"] == 8
+    assert M.method_params("sgsq_cam", "paper")["n_samples"] == 25
+    with pytest.raises(TypeError, match="n_step"):
+        M.explain("sg_gbp", model64("simplecnn"), *data64(1), n_step=3)
+
+
 # ----------------------------------------------------------------------------- guided / deconv / CAM
 class NoRelu(nn.Module):
     def __init__(self):
@@ -289,7 +398,7 @@ def test_guided_backprop_and_deconvnet_equal_the_gradient_without_relus():
     torch.testing.assert_close(M.explain("deconvnet", net, x, t), g, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("name", ["simplecnn", "resnet8", "cbamcnn", "resattn"])
+@pytest.mark.parametrize("name", ["simplecnn", "resnet8", "cbamcnn", "resattn", "warn"])
 def test_guided_backprop_and_deconvnet_match_captum_where_it_sees_every_relu(name):
     from captum.attr import Deconvolution, GuidedBackprop
 
@@ -347,7 +456,7 @@ def test_reused_inplace_and_functional_relus_follow_the_rule(style):
 
 
 def test_guided_grad_cam_is_guided_backprop_times_upsampled_grad_cam():
-    for name in ("simplecnn", "resnet8", "cbamcnn", "resattn"):
+    for name in ("simplecnn", "resnet8", "cbamcnn", "resattn", "warn"):
         model = model64(name)
         x, t = data64(3)
         cam = M.explain("gradcam", model, x, t, model_name=name)
@@ -463,6 +572,8 @@ def _cases():
         for method in sorted(ALL_IDS):
             if METHODS[method].needs_layer and MODELS[model].gradcam_layer is None:
                 continue
+            if method.startswith("lrp_") and model == "warn":   # no LRP rules (tested above)
+                continue
             yield pytest.param(model, method, id=f"{model}-{method}")
 
 
@@ -518,3 +629,22 @@ def test_frozen_models_give_the_same_maps(method):
     b = M.explain(method, frozen, x, t, model_name="simplecnn", **kw)
     torch.testing.assert_close(b, a, rtol=1e-12, atol=0)
     assert not any(p.requires_grad for p in frozen.parameters())
+
+
+def test_gradcam_by_layer_covers_the_spatial_declared_layers_and_leaves_no_hooks():
+    from suite.methods.backprop import gradcam_by_layer, spatial_layers
+
+    model = model64("simplecnn")
+    assert spatial_layers(model, "simplecnn", SHAPE) == ["features.conv1", "features.conv2",
+                                                         "features.conv3"]
+    x, t = data64(2)
+    cams = gradcam_by_layer(model, "simplecnn", x, t)
+    assert list(cams) == ["features.conv1", "features.conv2", "features.conv3", "features.relu3"]
+    torch.testing.assert_close(cams["features.relu3"],
+                               M.explain("gradcam", model, x, t, model_name="simplecnn"),
+                               rtol=0, atol=0)
+    for layer, cam in cams.items():
+        torch.testing.assert_close(cam, M.explain("gradcam", model, x, t, layer=layer), rtol=0, atol=0)
+    no_hooks_left(model)
+    assert list(gradcam_by_layer(model64("warn"), "warn", x, t)) == ["stem", "group1", "group2",
+                                                                     "group3", "post"]

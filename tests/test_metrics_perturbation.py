@@ -138,3 +138,51 @@ def test_uniform_fill_is_deterministic_under_the_seed():
 def test_gaussian_blur_keeps_a_constant_image():
     x = np.full((1, 2, 10, 10), 0.3, np.float32)
     np.testing.assert_allclose(pt.gaussian_blur(x, 2.0), x, atol=1e-6)
+
+
+class _RegionVsConstant(torch.nn.Module):
+    """Class 0: the sum over the top-left 4x4 region; class 1: the constant 6."""
+
+    def forward(self, x):
+        s = x[:, 0, :4, :4].sum(dim=(1, 2))
+        return torch.stack([s, torch.full_like(s, 6.0)], dim=1)
+
+
+def test_selectivity_accuracy_curve_follows_the_predicted_class():
+    model = _RegionVsConstant()
+    x = np.ones((3, 1, 8, 8), np.float32)
+    mask = np.zeros((8, 8), np.float32)
+    mask[:4, :4] = 1.0
+
+    def attribute(xt, target, removed, rows):
+        return xt[:, 0].numpy() * mask
+
+    target = torch.zeros(3, dtype=torch.long)
+    curves, frac, shots, hits = selectivity(model, x, target, attribute, r=2, n_steps=5,
+                                            baseline=0.0, with_hits=True)
+    np.testing.assert_allclose(curves[0], [16, 12, 8, 4, 0, 0])
+    # still class 0 while the region sum exceeds 6: 16, 12, 8 yes; 4, 0, 0 no
+    np.testing.assert_array_equal(hits, np.tile([1, 1, 1, 0, 0, 0], (3, 1)))
+    plain = selectivity(model, x, target, attribute, r=2, n_steps=5, baseline=0.0)
+    assert len(plain) == 3 and np.array_equal(plain[0], curves)
+
+
+def test_relative_aopc_known_answers():
+    from suite.metrics.aopc import aopc_steps, relative_aopc
+
+    rng = np.random.default_rng(0)
+    morf = rng.random((5, 9))
+    rand = rng.random((5, 9))
+    # the random order against itself: exactly 0 at every step
+    assert np.array_equal(relative_aopc(rand, rand), np.zeros(9))
+    assert np.array_equal(relative_aopc(rand.mean(0), rand.mean(0)), np.zeros(9))
+    # AOPC(L) by the definition, and its last value is the per-image AOPC's mean
+    steps = aopc_steps(morf)
+    for L in range(9):
+        want = np.mean([(morf[i, 0] - morf[i, :L + 1]).sum() / (L + 1) for i in range(5)])
+        assert steps[L] == pytest.approx(want, abs=1e-12)
+    assert steps[0] == 0.0 and steps[-1] == pytest.approx(pt.aopc(morf).mean(), abs=1e-12)
+    np.testing.assert_allclose(relative_aopc(morf, rand), steps - aopc_steps(rand), rtol=0, atol=0)
+    np.testing.assert_allclose(aopc_steps(morf.mean(0)), steps, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="steps"):
+        relative_aopc(morf, rand[:, :5])

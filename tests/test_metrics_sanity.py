@@ -116,6 +116,76 @@ def test_noise_small_keeps_and_large_destroys(digits_model):
         R.noisy_model(tm.model, 0.1, mode="bogus")
 
 
+def _diff(a, b, layer):
+    sa, sb = a.get_submodule(layer).state_dict(), b.get_submodule(layer).state_dict()
+    return {k: sb[k] - sa[k] for k in sa}
+
+
+@pytest.mark.parametrize("mode", R.NOISE_MODES)
+def test_layer_noise_is_a_function_of_seed_and_layer_alone(cnn, mode):
+    layers = layer_names(cnn, "simplecnn")
+    top, below = layers[-1], layers[-2]
+    alone = R.noisy_model(cnn, 0.3, mode=mode, layers=[below], seed=2)
+    both = R.noisy_model(cnn, 0.3, mode=mode, layers=[top, below], seed=2)
+    reverse = R.noisy_model(cnn, 0.3, mode=mode, layers=[below, top], seed=2)
+    for other in (both, reverse):
+        for k, v in _diff(cnn, alone, below).items():
+            assert torch.equal(v, _diff(cnn, other, below)[k]), k
+    assert set(R.changed_parameters(cnn, both)) == _params_of(top, cnn) | _params_of(below, cnn)
+    # the cascade's step k is the model with the top k layers noised; its first step is the
+    # independent test's top-layer model
+    cascade = [copy.deepcopy(m) for _, m in R.cascading_noise_models(cnn, layers, 0.3, mode=mode, seed=2)]
+    for k, m in enumerate(cascade, 1):
+        assert R.changed_parameters(m, R.noisy_model(cnn, 0.3, mode=mode, layers=layers[-k:],
+                                                     seed=2)) == []
+    independent = dict(R.independent_noise_models(cnn, layers, 0.3, mode=mode, seed=2))
+    assert R.changed_parameters(cascade[0], independent[top]) == []
+    assert set(R.changed_parameters(cnn, independent[below])) == _params_of(below, cnn)
+    assert R.changed_parameters(cnn, R.noisy_model(cnn, 0.3, mode=mode, layers=[top], seed=3))
+    assert R.changed_parameters(R.noisy_model(cnn, 0.3, mode=mode, layers=[top], seed=3),
+                                independent[top]) != []      # another seed, other noise
+    with pytest.raises(ValueError, match="mode"):
+        R.add_layer_noise(copy.deepcopy(cnn), top, 0.1, mode="bogus")
+
+
+def test_additive_noise_additive_and_multiplicative_formulas(cnn):
+    layer = layer_names(cnn, "simplecnn")[-1]
+    p0 = dict(cnn.get_submodule(layer).named_parameters())
+    add = R.noisy_model(cnn, 0.5, mode="additive", layers=[layer])
+    mul = R.noisy_model(cnn, 0.5, mode="multiplicative", layers=[layer])
+    for j, (name, p) in enumerate(add.get_submodule(layer).named_parameters()):
+        eps = torch.randn(p.shape, generator=torch.Generator().manual_seed(R.noise_seed(0, layer, j)))
+        torch.testing.assert_close(p, p0[name] + 0.5 * eps, rtol=0, atol=0)        # w + s eps
+        q = dict(mul.get_submodule(layer).named_parameters())[name]
+        torch.testing.assert_close(q, p0[name] * (1 + 0.5 * eps), rtol=0, atol=0)  # w (1 + s eps)
+
+
+def test_cascading_noise_test_known_answers(digits_model):
+    tm, x, y = digits_model
+    x, y = x[:32], y[:32]
+    layers = layer_names(tm.model, "mlp")
+    # additive s = 0: every step's maps are exactly the trained model's
+    zero = S.layer_noise(tm.model, "mlp", "gradient", x, y, s=0.0, mode="additive")
+    assert zero.steps == ("trained",) + tuple(layers[::-1]) and zero.test == "noise_cascade"
+    assert all(np.array_equal(zero.examples[0], e) for e in zero.examples)
+    assert all(v == 1.0 for v in zero.similarity["spearman_abs"])
+    assert len(set(zero.accuracy)) == 1 and zero.accuracy[0] > 0.8
+    # the cascade's first step is the independent test of the top layer
+    casc = S.layer_noise(tm.model, "mlp", "gradient", x, y, s=1.0, mode="additive")
+    ind = S.layer_noise(tm.model, "mlp", "gradient", x, y, s=1.0, mode="additive",
+                        variant="independent")
+    assert ind.steps == ("trained",) + tuple(layers) and ind.test == "noise_independent"
+    for k in S.SIMILARITIES:
+        assert casc.similarity[k][1] == ind.similarity[k][-1], k
+    assert casc.accuracy[1] == ind.accuracy[-1]
+    np.testing.assert_array_equal(casc.examples[1], ind.examples[-1])
+    # s = 1 destroys: the fully noised model and its maps keep little of the trained ones
+    assert casc.accuracy[-1] < 0.5 and casc.similarity["spearman_abs"][-1] < 0.5
+    assert S.sanity_verdict(casc).passes and S.sanity_verdict(ind).threshold == S.THRESHOLD_INDEPENDENT
+    with pytest.raises(ValueError, match="variant"):
+        S.layer_noise(tm.model, "mlp", "gradient", x, y, s=1.0, variant="sideways")
+
+
 def test_similarity_calibration():
     rng = np.random.default_rng(0)
     a = S.normalize_maps(rng.normal(size=(8, 3, 32, 32)), "abs_sum")

@@ -70,7 +70,7 @@ def test_recipe_rejects_bad_scale_and_has_bars():
     assert recipe("shapes", "mlp", "smoke").unsupported
 
 
-@pytest.mark.parametrize("name", ["simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn", "resattn"])
+@pytest.mark.parametrize("name", ["simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn", "resattn", "warn"])
 def test_models_declare_layers_that_exist(name):
     model = build_model(name, 10, (3, 32, 32), seed=0)
     names = layer_names(model, name)
@@ -103,9 +103,58 @@ def test_attention_module_is_one_plus_mask_times_trunk():
     torch.testing.assert_close(att(x), att.trunk(x))
 
 
-def test_residual_attention_net_declared_layers_cover_every_parameter():
+@pytest.mark.parametrize("name", ["resattn", "warn"])
+def test_attention_nets_declared_layers_cover_every_parameter(name):
     # the sanity checks' full randomization re-initialises the declared layers: all of them
-    model = build_model("resattn", 10, (1, 28, 28), seed=0)
-    covered = {id(p) for n in layer_names(model, "resattn") for p in model.get_submodule(n).parameters()}
+    model = build_model(name, 10, (1, 28, 28), seed=0)
+    covered = {id(p) for n in layer_names(model, name) for p in model.get_submodule(n).parameters()}
     assert covered == {id(p) for p in model.parameters()}
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_warn_gates_known_answers():
+    # WARN's output is softmax-gated: g_net * o_net + g_2 * o_2 + g_3 * o_3
+    model = build_model("warn", 5, (3, 32, 32), seed=0).double().eval()
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    backbone = lambda: model.head(model.post(model.group3(model.group2(  # noqa: E731
+        model.group1(model.stem(x))))))
+    with torch.no_grad():
+        assert not torch.allclose(model(x), backbone())
+        # attention gates at zero (a backbone gate score of 1e4: exp(-1e4) is 0 in float64): the
+        # output is exactly the backbone's
+        model.gate.fc.weight.zero_()
+        model.gate.fc.bias.fill_(1e4)
+        torch.testing.assert_close(model(x), backbone(), rtol=0, atol=0)
+        # every gate score 0 (module gate convs zero too): the three outputs weigh 1/3 each
+        model.gate.fc.bias.zero_()
+
+        for att in (model.attention2, model.attention3):
+            att.gate.weight.zero_()
+            att.gate.bias.zero_()
+        z2 = model.group2(model.group1(model.stem(x)))
+        z3 = model.post(model.group3(z2))
+        mean = (backbone() + model.attention2(z2)[0] + model.attention3(z3)[0]) / 3
+        torch.testing.assert_close(model(x), mean, rtol=1e-12, atol=1e-12)
+        # an attention module's masks are a softmax over positions: each sums to 1
+        h = model.attention2.mask_softmax(model.attention2.mask(
+            model.attention2.relu(model.attention2.bn(z2))).flatten(2))
+        torch.testing.assert_close(h.sum(-1), torch.ones(3, 2, dtype=torch.float64))
+
+
+
+def test_per_class_accuracies_average_weighted_to_the_overall_accuracy():
+    from suite.training import evaluate, per_class_accuracy
+
+    model = build_model("simplecnn", 4, (1, 8, 8), seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 1, 8, 8, generator=g)
+    y = torch.cat([torch.zeros(5), torch.ones(30), torch.full((15,), 3)]).long()  # class 2 absent
+    with torch.no_grad():
+        y[:20] = model(x[:20]).argmax(1)          # some hits, whatever the random init predicts
+    pc = per_class_accuracy(model, x, y, batch_size=7)
+    assert set(pc) == set(torch.unique(y).tolist()) and sum(n for _, n in pc.values()) == 50
+    weighted = sum(acc * n for acc, n in pc.values()) / 50
+    assert weighted == pytest.approx(evaluate(model, x, y), abs=1e-12)
+    pred = model(x).argmax(1)
+    for k, (acc, n) in pc.items():
+        assert n == int((y == k).sum()) and acc == pytest.approx(float((pred[y == k] == k).float().mean()))

@@ -6,6 +6,7 @@ Importing this package registers every method in ``suite.registry.METHODS``. Cal
 ``extract`` / ``extract_cached``. ``python -m suite.methods`` lists the registry.
 """
 from suite.methods import backprop, controls, gradients, lrp  # noqa: F401  (registers methods)
+from suite.methods import ensembles  # noqa: F401,E402  (the SmoothGrad family over the bases)
 from suite.methods.aggregate import aggregate
 from suite.methods.base import (AGGREGATIONS, INFO, AttributionError, MethodError, MethodInfo,
                                 ModelModifiedError,

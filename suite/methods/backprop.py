@@ -132,3 +132,46 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, layer: s
 def ggcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, layer: str | nn.Module,
           interpolate: str = "bilinear") -> torch.Tensor:
     return guided_backprop(model, x, target) * grad_cam(model, x, target, layer, interpolate)
+
+
+def spatial_layers(model: nn.Module, model_name: str, in_shape: tuple[int, ...]) -> list[str]:
+    """The model's declared layers (input to output, ``suite.models.layer_names``) whose output is
+    a (N, C, h, w) feature map, found with one probe forward pass on zeros of ``in_shape``."""
+    from suite.methods.base import eval_mode
+    from suite.models import layer_names
+
+    layers = layer_names(model, model_name)
+    dims: dict[str, int] = {}
+    handles = [model.get_submodule(n).register_forward_hook(
+        lambda m, i, o, n=n: dims.__setitem__(n, o.dim() if isinstance(o, torch.Tensor) else 0))
+        for n in layers]
+    try:
+        first = next(iter(model.parameters()), None)
+        probe = torch.zeros((1,) + tuple(in_shape), device=first.device if first is not None else "cpu",
+                            dtype=first.dtype if first is not None else torch.float32)
+        with torch.no_grad(), eval_mode(model):
+            model(probe)
+    finally:
+        for h in handles:
+            h.remove()
+    return [n for n in layers if dims.get(n) == 4]
+
+
+def gradcam_by_layer(model: nn.Module, model_name: str, x: torch.Tensor,
+                     target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Grad-CAM (ReLU, bilinear upsampling) at every declared layer with a spatial output, input
+    to output, and at the model's Grad-CAM layer (last, when it is not among them): the "saliency
+    maps by layers" picture. {layer: (N, 1, H, W)}."""
+    from suite.methods.base import eval_mode
+    from suite.registry import MODELS
+
+    layers = spatial_layers(model, model_name, tuple(x.shape[1:]))
+    cam_layer = MODELS[model_name].gradcam_layer if model_name in MODELS else None
+    if cam_layer is not None and cam_layer not in layers:
+        layers.append(cam_layer)
+    out = {}
+    with eval_mode(model):
+        for layer in layers:
+            xin = x.detach().clone().requires_grad_(True)
+            out[layer] = grad_cam(model, xin, target, layer).detach()
+    return out

@@ -11,7 +11,7 @@ and independent of the batch split.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -89,12 +89,17 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
 
 def noise_moments(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, n_samples: int,
                   noise_level: float, seed: int, index: torch.Tensor | None,
-                  max_images: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean gradient and mean squared gradient over ``n_samples`` noisy copies of each image.
+                  max_images: int, base: Callable[..., torch.Tensor] | None = None,
+                  cost: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean map and mean squared map of ``base`` over ``n_samples`` noisy copies of each image.
 
-    Noise std per image = ``noise_level * (max - min)`` of that image. Noise is drawn on the CPU
-    from per-image generators (so maps do not depend on the device or the batch split) and
-    gradients are taken on at most ``max_images`` noisy images at a time (bounded memory).
+    ``base(model, noisy_x, target) -> map`` is the estimator the ensemble is taken of (default:
+    the signed gradient, captum ``Saliency``). Noise std per image = ``noise_level * (max - min)``
+    of that image. Noise is drawn on the CPU from per-image generators seeded by (seed, image
+    index) (so maps do not depend on the device, the batch split or the base method: every
+    ensemble of the same image sees the same noisy copies) and ``base`` runs on at most
+    ``max_images // cost`` noisy images at a time (bounded memory; ``cost``: forward passes per
+    image of one base call, e.g. integrated gradients' ``n_steps``).
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
@@ -105,15 +110,20 @@ def noise_moments(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, n_
     # (n_samples, N, C, H, W): image i's samples come from its own generator, in sample order
     noise = torch.stack([torch.randn((n_samples,) + tuple(x.shape[1:]), generator=g,
                                      dtype=x.dtype) for g in gens], dim=1).to(x.device)
-    chunk = max(1, min(n_samples, max_images // max(n, 1)))
-    s1 = torch.zeros_like(x)
-    s2 = torch.zeros_like(x)
-    saliency = Saliency(model)
+    chunk = max(1, min(n_samples, max_images // max(n * max(int(cost), 1), 1)))
+    s1 = s2 = None
+    saliency = Saliency(model) if base is None else None
     for start in range(0, n_samples, chunk):
         k = min(chunk, n_samples - start)
         noisy = (x.detach().unsqueeze(0) + sigma * noise[start:start + k]).reshape((k * n,) + x.shape[1:])
         noisy.requires_grad_(True)
-        g = saliency.attribute(noisy, target=target.repeat(k), abs=False).reshape((k,) + x.shape)
+        if saliency is not None:
+            g = saliency.attribute(noisy, target=target.repeat(k), abs=False)
+        else:
+            g = base(model, noisy, target.repeat(k))
+        g = g.detach().reshape((k, n) + tuple(g.shape[1:]))
+        if s1 is None:
+            s1, s2 = torch.zeros_like(g[0]), torch.zeros_like(g[0])
         s1 += g.sum(0)
         s2 += (g * g).sum(0)
     return s1 / n_samples, s2 / n_samples

@@ -39,7 +39,26 @@ METRIC = register_metric(MetricSpec(
 #: per scale: images, steps L, score, fill (r is region_size(image side))
 PARAMS = {"smoke": {"n_images": 64, "n_steps": 16, "score": "logit", "fill": "uniform"},
           "small": {"n_images": 128, "n_steps": 32, "score": "logit", "fill": "uniform"},
-          "paper": {"n_images": 512, "n_steps": 100, "score": "logit", "fill": "uniform"}}
+          "paper": {"n_images": 1000, "n_steps": 100, "score": "logit", "fill": "uniform"}}
+#: paper scale: 1,000 images, as the replication of Samek et al. (the paper: 5,040)
+
+
+def aopc_steps(curve: np.ndarray) -> np.ndarray:
+    """AOPC after every number of steps L = 0..K-1 of score curves (N, K) or a mean curve (K,):
+    ``AOPC(L) = 1/(L+1) * sum_{k=0..L} (f(x^(0)) - f(x^(k)))``, averaged over images. Linear in
+    the curve, so the AOPC of the mean curve is the mean of the per-image AOPCs."""
+    c = np.asarray(curve, dtype=np.float64)
+    c = c.mean(axis=0) if c.ndim == 2 else c
+    return np.cumsum(c[0] - c) / np.arange(1, len(c) + 1)
+
+
+def relative_aopc(morf: np.ndarray, random_morf: np.ndarray) -> np.ndarray:
+    """Samek et al.'s Fig. 4: AOPC_method(L) - AOPC_random(L) for every L (MoRF curves, (N, K) or
+    mean (K,)); exactly 0 at every step for the random order itself."""
+    a, b = aopc_steps(morf), aopc_steps(random_morf)
+    if a.shape != b.shape:
+        raise ValueError(f"relative_aopc: curves of {a.shape[0]} and {b.shape[0]} steps")
+    return a - b
 
 
 @dataclass(frozen=True)
@@ -95,8 +114,16 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
                              {"aopc_morf": float(rp.aopc_morf.mean()), "aopc_lerf": float(rp.aopc_lerf.mean()),
                               "abpc": float(rp.abpc.mean())}, shots)
 
-    return pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=True,
-                       curve_specs=(("morf", "MoRF"), ("lerf", "LeRF")), x_axis=np.arange(L + 1),
-                       x_label="perturbation step k", y_label=f"class {p['score']}",
-                       n_images=p["n_images"], params=p,
-                       figure_title=f"region perturbation (MoRF, {r}x{r} regions, {p['fill']} fill)")
+    result = pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=True,
+                         curve_specs=(("morf", "MoRF"), ("lerf", "LeRF")), x_axis=np.arange(L + 1),
+                         x_label="perturbation step k", y_label=f"class {p['score']}",
+                         n_images=p["n_images"], params=p,
+                         figure_title=f"region perturbation (MoRF, {r}x{r} regions, {p['fill']} fill)")
+    mean = {c["label"]: np.asarray(c["y"]) for c in result.curves}
+    rel = relative_aopc(mean[f"{case.method} MoRF"], mean["random MoRF"])
+    result.details["relative_aopc"] = {
+        "L": list(range(L + 1)), "relative": [float(v) for v in rel],
+        "aopc": [float(v) for v in aopc_steps(mean[f"{case.method} MoRF"])],
+        "aopc_random": [float(v) for v in aopc_steps(mean["random MoRF"])],
+        "note": "AOPC_method(L) - AOPC_random(L), MoRF, mean over seeds (Samek et al. 2017, Fig. 4)"}
+    return result

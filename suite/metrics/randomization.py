@@ -21,12 +21,21 @@ becomes ``w * (1 + s * eps)`` ("multiplicative", i.e. w times N(1, s^2)) or ``w 
 ("additive", absolute standard deviation s), with eps ~ N(0, 1) drawn on the CPU from a generator
 seeded by (seed, parameter position), so the noise pattern is the same at every level and only its
 size grows.
+
+Layer-wise weight noise (``add_layer_noise``, ``cascading_noise_models``,
+``independent_noise_models``, and ``noisy_model(..., layers=[...])``): the noise of a layer is
+drawn from generators seeded by ``noise_seed(seed, layer name, parameter position within the
+layer)``, a function of (seed, layer) alone, so a layer receives the same noise whichever other
+layers are noised, in the cascade, in the independent test and all at once: the cascade's step k
+is exactly the model with the top k layers noised.
 """
 from __future__ import annotations
 
 import copy
+import zlib
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -110,17 +119,19 @@ def noisy_model(model: nn.Module, s: float, *, mode: str = "multiplicative",
                 layers: Sequence[str] | None = None, seed: int = 0) -> nn.Module:
     """A copy of ``model`` with Gaussian weight noise of size ``s`` on ``layers`` (see module doc).
 
-    ``layers=None``: every parameter of the model.
+    ``layers=None``: every parameter of the model, noise seeded by (seed, parameter position);
+    with ``layers`` each layer's noise is ``add_layer_noise``'s, a function of (seed, layer) alone.
     """
     if mode not in NOISE_MODES:
         raise ValueError(f"noise mode {mode!r}; allowed: {', '.join(NOISE_MODES)}")
     if not s >= 0:
         raise ValueError(f"noise level must be >= 0, got {s}")
     m = copy.deepcopy(model)
-    if layers is None:
-        params = list(m.parameters())
-    else:
-        params = [p for name in layers for p in m.get_submodule(name).parameters()]
+    if layers is not None:
+        for name in layers:
+            add_layer_noise(m, name, s, mode=mode, seed=seed)
+        return m
+    params = list(m.parameters())
     with torch.no_grad():
         for i, p in enumerate(params):
             g = torch.Generator().manual_seed(layer_seed(seed, i))
@@ -132,6 +143,53 @@ def noisy_model(model: nn.Module, s: float, *, mode: str = "multiplicative",
     return m
 
 
+def noise_seed(seed: int, layer: str, position: int) -> int:
+    """Seed of the weight noise of parameter ``position`` (in ``parameters()`` order) of ``layer``."""
+    if seed < 0 or position < 0:
+        raise ValueError(f"seed and position must be >= 0, got {seed}, {position}")
+    return int(np.random.SeedSequence([int(seed), 0x401E, zlib.crc32(layer.encode()),
+                                       int(position)]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def add_layer_noise(model: nn.Module, layer: str, s: float, *, mode: str = "additive",
+                    seed: int = 0) -> None:
+    """In place: every parameter of ``model.<layer>`` becomes ``w + s * eps`` ("additive",
+    N(0, s^2)) or ``w * (1 + s * eps)`` ("multiplicative", N(1, s^2)), eps ~ N(0, 1) drawn on the
+    CPU from ``noise_seed(seed, layer, position)``. Call it on a copy."""
+    if mode not in NOISE_MODES:
+        raise ValueError(f"noise mode {mode!r}; allowed: {', '.join(NOISE_MODES)}")
+    if not s >= 0:
+        raise ValueError(f"noise level must be >= 0, got {s}")
+    with torch.no_grad():
+        for j, p in enumerate(model.get_submodule(layer).parameters()):
+            g = torch.Generator().manual_seed(noise_seed(seed, layer, j))
+            eps = torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.device, p.dtype)
+            if mode == "multiplicative":
+                p.mul_(1.0 + s * eps)
+            else:
+                p.add_(s * eps)
+
+
+def cascading_noise_models(model: nn.Module, layers: Sequence[str], s: float, *,
+                           mode: str = "additive", order: str = "top_down",
+                           seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
+    """Yield (layer, model) after adding noise to each layer in turn, cumulatively (top layer
+    first by default), as ``cascading_models``; the same copy is yielded every time."""
+    m = copy.deepcopy(model)
+    for _, name in cascade_order(layers, order):
+        add_layer_noise(m, name, s, mode=mode, seed=seed)
+        yield name, m
+
+
+def independent_noise_models(model: nn.Module, layers: Sequence[str], s: float, *,
+                             mode: str = "additive", seed: int = 0) -> Iterator[tuple[str, nn.Module]]:
+    """Yield (layer, model) with noise on that layer alone, the rest trained (input to output)."""
+    for name in layers:
+        m = copy.deepcopy(model)
+        add_layer_noise(m, name, s, mode=mode, seed=seed)
+        yield name, m
+
+
 def changed_parameters(a: nn.Module, b: nn.Module) -> list[str]:
     """Names of the state-dict entries that differ between two models of the same architecture."""
     sa, sb = a.state_dict(), b.state_dict()
@@ -140,5 +198,6 @@ def changed_parameters(a: nn.Module, b: nn.Module) -> list[str]:
     return [k for k in sa if not torch.equal(sa[k].cpu(), sb[k].cpu())]
 
 
-__all__ = ["NOISE_MODES", "ORDERS", "cascade_order", "cascading_models", "changed_parameters",
-           "independent_models", "layer_seed", "noisy_model", "reinit_layer"]
+__all__ = ["NOISE_MODES", "ORDERS", "add_layer_noise", "cascade_order", "cascading_models",
+           "cascading_noise_models", "changed_parameters", "independent_models",
+           "independent_noise_models", "layer_seed", "noise_seed", "noisy_model", "reinit_layer"]

@@ -53,8 +53,9 @@ from torch import nn
 
 from kernels.similarity import MapSimilarity
 from suite.metrics.expectations import expect_failure
-from suite.metrics.randomization import (NOISE_MODES, cascading_models, independent_models,
-                                         noisy_model)
+from suite.metrics.randomization import (NOISE_MODES, cascading_models,
+                                         cascading_noise_models, independent_models,
+                                         independent_noise_models, noisy_model)
 from suite.registry import METHODS, MetricSpec, register_metric
 
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog")
@@ -113,9 +114,13 @@ INDEPENDENT = register_metric(MetricSpec(
              "paper": _PAPER["methods"]}))
 
 NOISE = register_metric(MetricSpec(
-    "sanity_noise", description="model noise test: weights x N(1, s^2) for growing s; accuracy and "
-    "map similarity must barely change at s = 0.001 and collapse at s = 2", higher_is_better=False,
-    models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": _PAPER["models"]},
+    "sanity_noise", description="model noise test, two modes (the case id's last part): "
+    "'additive', the replication's: N(0, 1) noise added to the weights layer by layer from the top "
+    "(cascading), similarity and accuracy per step; 'multiplicative': every weight x N(1, s^2) "
+    "for growing s, accuracy and map similarity must barely change at s = 0.001 and collapse at "
+    "s = 2", higher_is_better=False,
+    models={"smoke": ("simplecnn", "mlp"), "small": ("simplecnn", "mlp"),
+            "paper": _PAPER["models"]},
     datasets={"smoke": ("digits",), "small": ("digits",), "paper": None},
     methods={"smoke": ("gradient", "guidedbp", "random", "sobel"),
              "small": ("gradient", "guidedbp", "gradcam", "random", "sobel"),
@@ -309,8 +314,9 @@ def sanity_verdict(result: SanityResult, *, measure: str = PRIMARY, threshold: f
     if len(ys) < 2:
         raise ValueError("a sanity result needs the trained step and at least one randomized step")
     if threshold is None:
-        threshold = THRESHOLD_INDEPENDENT if result.test == "independent" else THRESHOLD
-    if result.test == "independent":
+        threshold = (THRESHOLD_INDEPENDENT if result.test in ("independent", "noise_independent")
+                     else THRESHOLD)
+    if result.test in ("independent", "noise_independent"):
         score, at = float(np.mean(ys[1:])), "mean over layers"
     else:
         score, at = float(ys[-1]), result.steps[-1]
@@ -619,6 +625,39 @@ def model_noise(model: nn.Module, model_name: str, method: str, x: torch.Tensor,
                      info={"mode": mode, "levels": levels, "layers": list(layers) if layers else "all"})
 
 
+#: the cases' layer-wise noise level per mode: additive N(0, s^2) with s = 1 (about 10x the
+#: weights' own scale in the suite's small models: a noised layer carries no trained signal) and
+#: multiplicative N(1, s^2) with s = 2 (the noise test's destroying level)
+LAYER_NOISE = {"additive": 1.0, "multiplicative": 2.0}
+NOISE_VARIANTS = ("cascade", "independent")
+
+
+def layer_noise(model: nn.Module, model_name: str, method: str, x: torch.Tensor,
+                labels: torch.Tensor, *, s: float, mode: str = "additive",
+                variant: str = "cascade", order: str = "top_down",
+                layers: Sequence[str] | None = None, seed: int = 0, params: dict | None = None,
+                device: str = "cpu", batch_size: int = 128, n_examples: int = 2) -> SanityResult:
+    """The model noise test layer by layer (the sanity-checks replication): steps "trained", then
+    noise of size ``s`` (``mode``) added to each declared layer, top layer first, one more layer
+    per step (``variant="cascade"``), or to one layer at a time, the rest trained
+    ("independent"). Each step's accuracy is recorded beside the similarities. The test names
+    are "noise_cascade" / "noise_independent" (the verdict treats them as cascade / independent).
+    """
+    if mode not in NOISE_MODES:
+        raise ValueError(f"noise mode {mode!r}; allowed: {', '.join(NOISE_MODES)}")
+    if variant not in NOISE_VARIANTS:
+        raise ValueError(f"noise variant {variant!r}; allowed: {', '.join(NOISE_VARIANTS)}")
+    layers = _layers(model, model_name, layers)
+    if variant == "cascade":
+        steps = cascading_noise_models(model, layers, float(s), mode=mode, order=order, seed=seed)
+    else:
+        steps = independent_noise_models(model, layers, float(s), mode=mode, seed=seed)
+    return _evaluate(f"noise_{variant}", model, model_name, method, x, labels, steps, seed=seed,
+                     params=params, device=device, batch_size=batch_size, n_examples=n_examples,
+                     info={"mode": mode, "level": float(s), "variant": variant, "layers": layers,
+                           **({"order": order} if variant == "cascade" else {})})
+
+
 def data_randomization(model: nn.Module, permuted: nn.Module, model_name: str, method: str,
                        x: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
                        params: dict | None = None, device: str = "cpu", batch_size: int = 128,
@@ -734,7 +773,7 @@ def details(result: SanityResult, verdict: SanityVerdict | None) -> dict[str, An
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
 
-__all__ = ["CALIBRATION", "comparer", "MARGIN", "MIN_PERMUTED_TRAIN_ACC", "THRESHOLD_INDEPENDENT", "NOISE_LEVELS", "N_IMAGES", "PRIMARY", "SIMILARITIES",
+__all__ = ["LAYER_NOISE", "NOISE_VARIANTS", "layer_noise", "CALIBRATION", "comparer", "MARGIN", "MIN_PERMUTED_TRAIN_ACC", "THRESHOLD_INDEPENDENT", "NOISE_LEVELS", "N_IMAGES", "PRIMARY", "SIMILARITIES",
            "SanityResult", "SanityVerdict", "THRESHOLD", "GRID_IMAGES", "EfficientMPRTResult",
            "SANITY_VERSION", "cached", "cascading_randomization", "discrete_entropy", "efficient_mprt",
            "check_calibration", "data_randomization", "details", "hog_cell",

@@ -48,8 +48,10 @@ Attribute = Callable[[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray], np.nd
 
 def selectivity(model: nn.Module, images: np.ndarray, target: torch.Tensor, attribute: Attribute, *, r: int,
                 n_steps: int, baseline, score: str = "logit", device: str = "cpu", batch_size: int = 256,
-                keep: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
-    """(curves (N, n_steps+1), fractions (n_steps+1,), {step: image 0 at that step for steps in keep}).
+                keep: tuple[int, ...] = (), with_hits: bool = False):
+    """(curves (N, n_steps+1), fractions (n_steps+1,), {step: image 0 at that step for steps in keep}),
+    and with ``with_hits`` a fourth array (N, n_steps+1): 1.0 where the model still predicts the
+    target class at that step (its mean over images is the accuracy curve).
 
     ``attribute`` is called once per step per chunk of ``batch_size`` images, on the current images;
     ``rows`` are the chunk's row numbers in ``images`` (for per-image seeds and masks).
@@ -66,6 +68,7 @@ def selectivity(model: nn.Module, images: np.ndarray, target: torch.Tensor, attr
     target = torch.as_tensor(target).long().reshape(-1)
     device = torch.device(device)
     curves = np.empty((n, n_steps + 1))
+    hits = np.empty((n, n_steps + 1))
     shots: dict[int, np.ndarray] = {}
     for s in range(0, n, batch_size):
         e = min(n, s + batch_size)
@@ -75,10 +78,14 @@ def selectivity(model: nn.Module, images: np.ndarray, target: torch.Tensor, attr
         removed = np.zeros((e - s, n_regions), dtype=bool)
         ar = np.arange(e - s)
 
-        def f() -> np.ndarray:
-            return pt.class_scores(model, torch.from_numpy(cur).to(device), tb, score).double().cpu().numpy()
+        def f(k: int) -> np.ndarray:
+            xb = torch.from_numpy(cur).to(device)
+            if with_hits:
+                with torch.no_grad():
+                    hits[s:e, k] = (model(xb).argmax(1) == tb).double().cpu().numpy()
+            return pt.class_scores(model, xb, tb, score).double().cpu().numpy()
 
-        curves[s:e, 0] = f()
+        curves[s:e, 0] = f(0)
         if s == 0 and 0 in keep:
             shots[0] = cur[0].copy()
         for k in range(1, n_steps + 1):
@@ -88,11 +95,11 @@ def selectivity(model: nn.Module, images: np.ndarray, target: torch.Tensor, attr
             g = np.argmax(sums, axis=1)           # first maximum: ties to the lower patch index
             removed[ar, g] = True
             np.copyto(cur, base[s:e], where=(rid[None] == g[:, None, None])[:, None])
-            curves[s:e, k] = f()
+            curves[s:e, k] = f(k)
             if s == 0 and k in keep:
                 shots[k] = cur[0].copy()
     frac = np.minimum(n_regions, np.arange(n_steps + 1)) / n_regions
-    return curves, frac, shots
+    return (curves, frac, shots, hits) if with_hits else (curves, frac, shots)
 
 
 def method_attributor(method: str, model: nn.Module, model_name: str, *, scale: str, seed: int,
@@ -128,22 +135,36 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
     n_regions = (-(-h // r)) * (-(-w // r))
     steps = min(p["n_steps"], n_regions)
     baseline = [float(v) for v in dataset.channel_mean]
-    p = {**p, "r": r, "n_steps": steps, "baseline": baseline}
+    # "accuracy": the seeds' cached curves hold the accuracy curve too (part of their cache key)
+    p = {**p, "r": r, "n_steps": steps, "baseline": baseline, "accuracy": True}
     keep = tuple(pt.snapshot_steps(steps))
 
     def run_seed(x, target, *, seed, masks, method):
         m = None if masks is None else masks.numpy().astype(bool)
         attribute = method_attributor(method, trained.model, case.model, scale=ctx.scale, seed=seed, masks=m)
-        curves, frac, shots = selectivity(trained.model, x.numpy(), target, attribute, r=r, n_steps=steps,
-                                          baseline=np.asarray(baseline, np.float32), score=p["score"],
-                                          device=ctx.device, keep=keep)
+        curves, frac, shots, hits = selectivity(
+            trained.model, x.numpy(), target, attribute, r=r, n_steps=steps,
+            baseline=np.asarray(baseline, np.float32), score=p["score"], device=ctx.device,
+            keep=keep, with_hits=True)
         area = pt.trapezoid_area(curves, frac)
-        return pt.SeedResult(float(area.mean()), {"sel": curves}, {"area": float(area.mean())},
+        return pt.SeedResult(float(area.mean()), {"sel": curves, "acc": hits},
+                             {"area": float(area.mean()), "accuracy_area": float(
+                                 pt.trapezoid_area(hits, frac).mean())},
                              [shots[k] for k in keep] if seed == ctx.seeds[0] else None)
 
     frac = np.arange(steps + 1) / n_regions
-    return pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=False,
-                       curve_specs=(("sel", "selectivity"),), x_axis=frac,
-                       x_label="fraction of patches removed", y_label=f"class {p['score']}",
-                       n_images=p["n_images"], params=p,
-                       figure_title=f"selectivity ({r}x{r} patches to the channel mean, maps recomputed)")
+    result = pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=False,
+                         curve_specs=(("sel", "selectivity"), ("acc", "accuracy")), x_axis=frac,
+                         x_label="fraction of patches removed",
+                         y_label=f"class {p['score']} (accuracy: fraction still predicted)",
+                         n_images=p["n_images"], params=p,
+                         figure_title=f"selectivity ({r}x{r} patches to the channel mean, maps "
+                                      "recomputed)")
+    # the accuracy curve beside the class score: the fraction of images still classified as their
+    # originally predicted class after each removal (mean over seeds), the method's and random's
+    result.details["accuracy_curve"] = {
+        "x": [float(v) for v in frac],
+        "y": {c["label"][:-len(" accuracy")]: c["y"] for c in result.curves
+              if c["label"].endswith(" accuracy")},
+        "y_label": "accuracy w.r.t. the originally predicted class"}
+    return result

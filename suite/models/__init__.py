@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from suite.models.small import CAMCNN, CBAMCNN, MLP, ResidualAttentionNet, ResNet8, SimpleCNN
+from suite.models.small import CAMCNN, CBAMCNN, MLP, WARN, ResidualAttentionNet, ResNet8, SimpleCNN
 from suite.models.tv import ARCHS, make_torchvision
 from suite.registry import MODELS, register_model
 
 __all__ = ["build_model", "layer_names", "gradcam_module", "SimpleCNN", "MLP", "ResNet8",
-           "CAMCNN", "CBAMCNN", "ResidualAttentionNet"]
+           "CAMCNN", "CBAMCNN", "ResidualAttentionNet", "WARN"]
 
 register_model("simplecnn", description="3 conv layers (16-32-64) + 2 fully connected",
                gradcam_layer="features.relu3",
@@ -37,6 +37,12 @@ register_model("resattn", description="residual attention network (Wang et al. 2
                gradcam_layer="unit3",
                layers=("stem", "unit1", "attention1", "unit2", "attention2", "unit3",
                        "head"))(ResidualAttentionNet)
+register_model("warn", description="wide residual network with attention (Rodriguez et al. 2018, "
+               "\"Attend and rectify\"): attention heads after groups 2 and 3, their outputs and the "
+               "backbone's combined by softmax gates",
+               gradcam_layer="post",
+               layers=("stem", "group1", "group2", "attention2", "group3", "post", "attention3",
+                       "head", "gate"))(WARN)
 
 _TV_IDS = {"alexnet": "alexnet", "vgg16": "vgg16", "resnet18": "resnet18", "inception_v3": "inception"}
 for _arch, _id in _TV_IDS.items():

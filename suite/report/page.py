@@ -87,7 +87,7 @@ class _Page:
             ("overview", "Overview", self.overview()),
             ("summary", "Summary matrix", self.matrix()),
         ]
-        self.ids.update({"overview", "summary", "comparison", "pictures"})
+        self.ids.update({"overview", "summary", "comparison", "pictures", "studies"})
         if self.compare is not None:
             sections.append(("comparison", "Comparison", self.comparison()))
         for metric, groups in self.groups.items():
@@ -96,6 +96,10 @@ class _Page:
         pictures = self.pictures()
         if pictures:
             sections.append(("pictures", "Pictures", pictures))
+        from .studies import section as studies_section   # Samek Fig. 4, model table, ...
+        studies = studies_section(self.results)
+        if studies:
+            sections.append(("studies", "Studies", studies))
         nav = " ".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title, _ in sections)
         run = self.run
         sub = " · ".join(esc(v) for v in (
