@@ -200,12 +200,14 @@ def _set_threads(config: pytest.Config, workers: int) -> None:
     count changes no result, only the contention between workers)."""
     import torch
 
-    torch.set_num_threads(config.getoption("sb_threads"))
-    if workers > 1:
-        import numba
+    import numba
 
-        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS,
-                                         (os.cpu_count() or 1) // max(1, workers))))
+    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS,
+                                     (os.cpu_count() or 1) // max(1, workers))))
+    # after numba's: its OpenMP layer shares libgomp with torch, and starting it (the first
+    # set_num_threads) resets torch's count too (training also sets it at the point of use:
+    # suite.training.torch_threads)
+    torch.set_num_threads(config.getoption("sb_threads"))
 
 
 class _XdistHooks:
@@ -241,7 +243,8 @@ def context_from_config(config: pytest.Config):
                    rebuild=config.getoption("sb_rebuild"),
                    image_folder=config.getoption("sb_image_folder"),
                    image_size=config.getoption("sb_image_size"),
-                   run_id=state.run_id if state else None)
+                   run_id=state.run_id if state else None,
+                   threads=config.getoption("sb_threads"))
 
 
 def report_dir(config: pytest.Config) -> Path:

@@ -5,16 +5,18 @@ augmentation is batched tensor ops; every hyperparameter is in a frozen ``TrainS
 same seed, the same data, the same device and the same number of torch threads, the result is the
 same: CPU runs are bit-identical. A different thread count changes the order of floating-point
 reductions in convolutions, so a different model: the thread count is therefore fixed per process
-by the plugin (``--threads``, default 1, whatever ``-n`` is) and part of a trained model's cache
-key (:func:`numerics`), so that neither ``-n`` nor the cache's history decides a result.
+by the plugin (``--threads``, default 1, whatever ``-n`` is; ``Context.threads``), applied around
+every training and extraction (:func:`torch_threads`) and part of a trained model's cache key
+(:func:`numerics`), so that neither ``-n`` nor the cache's history decides a result.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -97,12 +99,25 @@ def recipe(dataset: str, model: str, scale: str) -> Recipe:
     return Recipe(TrainSpec(**fields), bar, UNSUPPORTED.get((dataset, model)))
 
 
-def numerics(device: str | torch.device) -> dict:
+def numerics(device: str | torch.device, threads: int) -> dict:
     """What besides data, recipe and seed decides a trained model's bits: the device type and, on
     CPU, torch's intra-op thread count (the order of float reductions). Part of the model key."""
     dev = torch.device(device)
-    return {"device": dev.type, "threads": torch.get_num_threads()} if dev.type == "cpu" \
-        else {"device": dev.type}
+    return {"device": dev.type, "threads": int(threads)} if dev.type == "cpu" else {"device": dev.type}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with exactly ``n`` torch intra-op threads, then restore the previous count.
+
+    Set at the point of use, not once per process: numba's OpenMP layer shares libgomp with torch,
+    and each ``numba.set_num_threads`` (and a parallel kernel's launch) resets torch's count too."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 @dataclass
@@ -229,5 +244,5 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     return TrainResult(model, train_acc, test_acc, time.perf_counter() - t0, history)
 
 
-__all__ = ["Recipe", "TrainResult", "numerics", "recipe", "train", "evaluate", "per_class_accuracy",
+__all__ = ["Recipe", "TrainResult", "numerics", "torch_threads", "recipe", "train", "evaluate", "per_class_accuracy",
            "predict", "replace"]

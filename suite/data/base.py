@@ -38,6 +38,7 @@ class Context:
     image_folder: Path | None = None
     image_size: int = 64
     run_id: str | None = None       # shared by the processes of one run (see ArtifactCache)
+    threads: int = 1                # torch threads for training and extraction (suite.training)
 
     def __post_init__(self) -> None:
         check_scale(self.scale)
