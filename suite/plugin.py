@@ -92,6 +92,12 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _checkpoint(value: str):
+    from suite.checkpoints import parse_option
+
+    return parse_option(value)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("saliencybench", "saliencybench: attribution benchmark")
     g.addoption("--scale", dest="sb_scale", choices=SCALES, default="small",
@@ -120,6 +126,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="rebuild every artifact this run uses instead of loading it. Default: off")
     g.addoption("--report-dir", dest="sb_report_dir", default=None,
                 help="where index.html, results.json and results.csv go. Default: reports/latest")
+    g.addoption("--checkpoint", dest="sb_checkpoint", action="append", default=None,
+                type=_checkpoint, metavar="MODEL=PATH",
+                help="evaluate the state dict in PATH for model MODEL instead of training it "
+                     "(repeatable; read with weights_only=True). Default: none")
     g.addoption("--compare", dest="sb_compare", default=None,
                 help="an earlier run's results.json: the report marks what changed. Default: none")
     g.addoption("--threads", dest="sb_threads", type=_positive_int, default=1,
@@ -141,6 +151,13 @@ def pytest_configure(config: pytest.Config) -> None:
         run_id = uuid.uuid4().hex
     else:
         run_id = workerinput.get("sb_run_id") or uuid.uuid4().hex
+    if config.getoption("sb_checkpoint"):    # every process: the workers hand the weights out
+        from suite import checkpoints
+
+        try:
+            checkpoints.validate(config.getoption("sb_checkpoint"))
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from None
     _set_threads(config, int(workerinput.get("workercount", 1)) if workerinput else 1)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "saliencybench-xdist")
@@ -287,6 +304,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                                                     "expectation": e.as_dict() if e else None}))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from suite import checkpoints
+
+    if checkpoints.CHECKPOINTS:   # a checkpoint that does not fit: an error before any case runs
+        try:
+            checkpoints.check_architectures(session.items, context_from_config(session.config))
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from None
+
+
 # -- fixtures ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -301,12 +328,16 @@ def sb_context(pytestconfig: pytest.Config):
 @pytest.fixture
 def dataset(case: Case, sb_context, request: pytest.FixtureRequest):
     """The case's dataset, or a skip that says where it was looked for and how to get it."""
-    from suite.data import DatasetUnavailable, load
+    from suite.checkpoints import load_for
+    from suite.data import DatasetUnavailable
+    from suite.models.pretrained import WeightsUnavailable
 
     try:
-        return load(case.dataset, sb_context)
+        return load_for(case.dataset, case.model, sb_context)   # load(), or a pretrained model's view
     except DatasetUnavailable as err:
         request.node.user_properties.append((UNAVAILABLE_KEY, str(err)))
+        pytest.skip(str(err))
+    except WeightsUnavailable as err:
         pytest.skip(str(err))
 
 
@@ -314,8 +345,11 @@ def dataset(case: Case, sb_context, request: pytest.FixtureRequest):
 def trained(case: Case, dataset, sb_context):
     """The case's model trained on its dataset with the first seed (from the cache when built)."""
     from suite.artifacts import trained_model
+    from suite.checkpoints import given_model, is_given
     from suite.training import recipe
 
+    if is_given(case.model):   # pretrained weights or --checkpoint: loaded, nothing trained
+        return given_model(sb_context, dataset, case.model)
     reason = recipe(case.dataset, case.model, sb_context.scale).unsupported
     if reason:
         pytest.skip(f"{case.dataset} x {case.model}: {reason}")

@@ -73,25 +73,30 @@ def _describe(spec: Any) -> str:
 
 def register_dataset(name: str, *, description: str = "", embedded: bool = False,
                      has_masks: bool = False, scales: Iterable[str] = SCALES,
-                     replace: bool = False) -> Callable:
+                     replace: bool = False, eval_only: bool = False) -> Callable:
     """Decorator for ``load(scale, ctx) -> ImageDataset``."""
     def deco(load: Callable) -> Callable:
         check_id("dataset", name, replace=replace)
         DATASETS[name] = DatasetSpec(name, load, description or (load.__doc__ or "").strip(),
-                                     embedded, has_masks, tuple(check_scale(s) for s in scales))
+                                     embedded, has_masks, tuple(check_scale(s) for s in scales),
+                                     eval_only)
         return load
     return deco
 
 
 def register_model(name: str, *, description: str = "", gradcam_layer: str | None = None,
                    layers: Iterable[str] | None = None, scales: Iterable[str] = SCALES,
-                   min_size: int = 8, replace: bool = False) -> Callable:
+                   min_size: int = 8, replace: bool = False,
+                   datasets: Iterable[str] | None = None,
+                   metrics: Iterable[str] | None = None) -> Callable:
     """Decorator for ``factory(num_classes, in_shape) -> nn.Module``."""
     def deco(factory: Callable) -> Callable:
         check_id("model", name, replace=replace)
         MODELS[name] = ModelSpec(name, factory, description or (factory.__doc__ or "").strip(),
                                  gradcam_layer, tuple(layers) if layers is not None else None,
-                                 tuple(check_scale(s) for s in scales), min_size)
+                                 tuple(check_scale(s) for s in scales), min_size,
+                                 None if datasets is None else tuple(datasets),
+                                 None if metrics is None else tuple(metrics))
         return factory
     return deco
 
@@ -156,6 +161,17 @@ def method_applies(method: MethodSpec, model: ModelSpec, dataset: DatasetSpec) -
     return applies(method.name, model.name)
 
 
+def pairs(model: ModelSpec, dataset: DatasetSpec, metric: str) -> bool:
+    """Whether ``model`` joins ``metric`` on ``dataset``: a model that lists its datasets (e.g. a
+    1000-class pretrained network: ImageNet-labelled data only) pairs with those alone, an
+    evaluation-only dataset (no training split) with such models alone."""
+    if model.metrics is not None and metric not in model.metrics:
+        return False
+    if model.datasets is not None:
+        return dataset.name in model.datasets
+    return not dataset.eval_only
+
+
 def cases_for(metric: str, scale: str) -> list[Case]:
     """The valid (dataset, model[, method]) cases of ``metric`` at ``scale``, in a stable order."""
     load_builtins()
@@ -176,7 +192,7 @@ def cases_for(metric: str, scale: str) -> list[Case]:
     out: list[Case] = []
     for ds in pick("dataset", DATASETS, m.datasets):
         for mo in pick("model", MODELS, m.models):
-            if m.needs_layer and mo.gradcam_layer is None:
+            if m.needs_layer and mo.gradcam_layer is None or not pairs(mo, ds, metric):
                 continue
             if not m.needs_method:
                 out.append(Case(metric, ds.name, mo.name, None, scale))

@@ -57,6 +57,7 @@ class DatasetSpec:
     embedded: bool = False
     has_masks: bool = False
     scales: tuple[str, ...] = SCALES
+    eval_only: bool = False         # no training split: pairs only with models listing it in datasets
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class ModelSpec:
     layers: tuple[str, ...] | None = None
     scales: tuple[str, ...] = SCALES
     min_size: int = 8               # smallest input side the architecture accepts
+    datasets: tuple[str, ...] | None = None   # the only datasets it pairs with (None: any not eval_only)
+    metrics: tuple[str, ...] | None = None    # the only metrics it joins (None: all)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def test_cases_for_accuracy_and_ids():
     cases = cases_for("accuracy", "smoke")
     ids = [c.id for c in cases]
     assert "digits-simplecnn" in ids and "shapes-resnet8" in ids
-    assert not any(c.model in ("alexnet", "vgg16") for c in cases)   # paper scale only
+    assert not any(c.model in ("alexnet_rand", "vgg16_rand") for c in cases)   # paper scale only
     assert len(ids) == len(set(ids))
     assert Case("roar", "digits", "simplecnn", "gradient").id == "digits-simplecnn-gradient"
     with pytest.raises(KeyError, match="metric 'nope' is not registered"):

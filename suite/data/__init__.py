@@ -5,9 +5,11 @@ reason. Results are memoised per process (datasets are cheap to rebuild, so noth
 """
 from __future__ import annotations
 
-from suite.data import digits, shapes, torchvision_sets  # noqa: F401  (registers the datasets)
+from suite.data import digits, imagenet, shapes, torchvision_sets  # noqa: F401  (registers the datasets)
 from suite.data.base import Context, DatasetUnavailable, ImageDataset
 from suite.registry import DATASETS
+
+imagenet.register()
 
 __all__ = ["Context", "DatasetUnavailable", "ImageDataset", "load"]
 

@@ -36,7 +36,8 @@ METRIC = register_metric(MetricSpec(
              "small": ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "gradcam",
                        "smoothgrad") + SAMEK_METHODS}))
 
-#: per scale: images, steps L, score, fill (r is region_size(image side))
+#: per scale: images, steps L, score, fill (r is region_size(image side)); paper: the 1000 images
+#: and 100 steps of the Samek et al. replication (pretrained AlexNet on Imagenette at 224 px)
 PARAMS = {"smoke": {"n_images": 64, "n_steps": 16, "score": "logit", "fill": "uniform"},
           "small": {"n_images": 128, "n_steps": 32, "score": "logit", "fill": "uniform"},
           "paper": {"n_images": 1000, "n_steps": 100, "score": "logit", "fill": "uniform"}}

@@ -88,8 +88,9 @@ _ALL_METHODS = ("gradient", "guidedbp", "gradcam", "ggcam", "intgrad", "smoothgr
                 "sobel")
 #: paper scale (opt-in): Adebayo et al.'s methods (gradient, SmoothGrad, gradient x input, guided
 #: backprop, Grad-CAM, guided Grad-CAM, integrated gradients), DeconvNet, the controls; their
-#: CNN and MLP (on MNIST / Fashion-MNIST) plus ResNet8, on every dataset present
-_PAPER = dict(models=("simplecnn", "mlp", "resnet8"), datasets=None,
+#: CNN and MLP (on MNIST / Fashion-MNIST) plus ResNet8, on every dataset present, and the
+#: ImageNet Inception v3 (suite.models.pretrained; cascading, independent and the grid only)
+_PAPER = dict(models=("simplecnn", "mlp", "resnet8", "inception_in1k"), datasets=None,
               methods=_ALL_METHODS + ("ixg", "deconvnet"))
 #: images per case
 N_IMAGES = {"smoke": 16, "small": 64, "paper": 512}

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from suite.models.small import CAMCNN, CBAMCNN, MLP, WARN, ResidualAttentionNet, ResNet8, SimpleCNN
+from suite.models import pretrained as _pretrained
 from suite.models.tv import ARCHS, make_torchvision
 from suite.registry import MODELS, register_model
 
@@ -44,11 +45,15 @@ register_model("warn", description="wide residual network with attention (Rodrig
                layers=("stem", "group1", "group2", "attention2", "group3", "post", "attention3",
                        "head", "gate"))(WARN)
 
-_TV_IDS = {"alexnet": "alexnet", "vgg16": "vgg16", "resnet18": "resnet18", "inception_v3": "inception"}
+#: random-init ids end in _rand, the ImageNet-pretrained ones (suite.models.pretrained) in _in1k:
+#: neither id contains the other, so `-k alexnet` selects both and `-k alexnet_rand` one
+_TV_IDS = {"alexnet": "alexnet_rand", "vgg16": "vgg16_rand", "resnet18": "resnet18_rand",
+           "inception_v3": "inception_rand"}
 for _arch, _id in _TV_IDS.items():
     register_model(_id, description=f"torchvision {_arch}, random init, adapted to the input",
                    gradcam_layer="net." + ARCHS[_arch][1], layers=None, scales=("paper",),
                    min_size=1)(make_torchvision(_arch))
+_pretrained.register()
 
 
 def build_model(name: str, num_classes: int, in_shape: tuple[int, int, int], seed: int,
