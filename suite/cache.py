@@ -100,7 +100,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+_NAME = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*")   # no separator, no control, no leading dot
 
 
 def meta_checksum(meta: dict) -> str:
@@ -132,9 +132,9 @@ class ArtifactCache:
     def folder(self, kind: str, name: str, spec: Any) -> Path:
         for what, part in (("kind", kind), ("name", name)):
             if not isinstance(part, str) or not _NAME.fullmatch(part) or ".." in part:
-                raise ValueError(f"artifact {what} {part!r} is not allowed in a cache path: use "
-                                 "letters, digits and _ . + = - (no '/', no '..', not starting "
-                                 "with a dot)")
+                raise ValueError(f"artifact {what} {part!r} is not allowed in a cache path: no "
+                                 "'/' or '\\', no '..', no control character, not empty, not "
+                                 "starting with a dot")
         return self.root / kind / f"{name}-{spec_key(spec)}"
 
     def _valid(self, folder: Path, codec: Codec, spec: Any) -> dict | None:

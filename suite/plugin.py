@@ -445,8 +445,9 @@ def _case_from_nodeid(nodeid: str, scale: str) -> dict | None:
     m = _CASE_ID.search(nodeid)
     if m is None or not nodeid.split("::")[0].replace("\\", "/").split("/")[-1].startswith("test_"):
         return None
-    from suite.registry import METRICS, cases_for
+    from suite.registry import METRICS, cases_for, load_builtins
 
+    load_builtins()
     func, cid = m.groups()
     names = sorted(METRICS, key=lambda name: (name != func, -len(name)))
     for name in names:

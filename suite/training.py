@@ -59,8 +59,11 @@ _BARS: dict[str, dict[str, float]] = {
 }
 _MODEL_BARS: dict[tuple[str, str, str], float] = {}
 #: (dataset, model, scale) -> epochs, where a model needs fewer than _EPOCHS to clear its bar and
-#: the bench's time budget asks for it (warn on shapes, small: 10 epochs 0.97 test accuracy)
-_MODEL_EPOCHS: dict[tuple[str, str, str], int] = {("shapes", "warn", "small"): 10}
+#: the bench's time budget asks for it (warn on shapes, small: 10 epochs 0.97 test accuracy), or
+#: more where the scale's epochs fall short (simplecnn on shapes, smoke, one torch thread, seed 0:
+#: 8 epochs 0.388 test accuracy, below the 0.45 bar; 10 epochs 0.824)
+_MODEL_EPOCHS: dict[tuple[str, str, str], int] = {("shapes", "warn", "small"): 10,
+                                                  ("shapes", "simplecnn", "smoke"): 10}
 #: (dataset, model) pairs that are not worth benchmarking, with the reason (shown as a skip)
 UNSUPPORTED: dict[tuple[str, str], str] = {
     ("shapes", "mlp"): "an MLP stays at chance accuracy on shapes (the class is one small object "

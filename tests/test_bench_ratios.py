@@ -104,7 +104,11 @@ def test_floor(speed):
 
 
 @pytest.fixture
-def bench_dir(pytester):
+def bench_dir(pytester, monkeypatch):
+    # an inner run is not an xdist worker, even when this test runs in one (make test's -n 2):
+    # pytest-benchmark reads PYTEST_XDIST_WORKER and would disable timing
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
     pytester.makeconftest((BENCH / "conftest.py").read_text())
     (pytester.path / "speed_ratios.py").write_text((BENCH / "speed_ratios.py").read_text())
     pytester.makepyfile(test_sleep=BENCH_FILE)

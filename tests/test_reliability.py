@@ -282,7 +282,10 @@ def test_an_earlier_results_json_of_any_shape_is_kept_in_history(tmp_path, old):
 
 
 @pytest.fixture
-def project(pytester: pytest.Pytester):
+def project(pytester: pytest.Pytester, monkeypatch):
+    # the runs below are not xdist workers, even when this test runs in one (make test's -n 2)
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
     pytester.makeconftest('pytest_plugins = ["suite.plugin"]\n')
     (pytester.path / "cases").mkdir()
     return pytester
@@ -379,7 +382,7 @@ import torch
 def test_threads():
     print("THREADS", torch.get_num_threads(), numba.get_num_threads())
     assert torch.get_num_threads() == 1
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))   # set in xdist workers
     assert numba.get_num_threads() == max(1, (os.cpu_count() or 1) // workers)
 '''
 
@@ -423,3 +426,15 @@ def test_same(case, trained, rep):
                                        "-k", "digits and mlp", "--rebuild", "--report-dir", "rep2")
     assert res.ret == pytest.ExitCode.OK
     assert len((project.path / "cache2" / "builds.log").read_text().splitlines()) == 2   # once more
+
+
+def test_a_trainable_dataset_without_training_images_is_refused(cleanup):
+    from suite.data import load
+
+    def empty_train(scale, ctx):
+        ds = _ds("notrain")
+        return ImageDataset("notrain", ds.x_train[:0], ds.y_train[:0], ds.x_test, ds.y_test, ds.classes)
+
+    suite.register_dataset("notrain")(empty_train)
+    with pytest.raises(ValueError, match="'notrain': the train split holds no images"):
+        load("notrain", Context(scale="smoke"))

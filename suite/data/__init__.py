@@ -25,6 +25,10 @@ def load(name: str, ctx: Context) -> ImageDataset:
         if not isinstance(ds, ImageDataset):
             raise TypeError(f"dataset loader {name!r} returned {type(ds).__name__}, "
                             "not suite.data.ImageDataset")
+        if len(ds.x_train) == 0 and not DATASETS[name].eval_only:
+            raise ValueError(f"dataset {name!r}: the train split holds no images; a dataset "
+                             "that models are trained on needs at least one training image "
+                             "(register it with eval_only=True if it is for evaluation only)")
         if ds.name != name:   # the recipe, the accuracy bar and cache paths are found by the id
             raise ValueError(f"dataset loader {name!r} returned an ImageDataset named "
                              f"{ds.name!r}; its name must be its registered id {name!r}")

@@ -79,9 +79,9 @@ class ImageDataset:
             if y.shape != (x.shape[0],) or y.dtype != torch.int64:
                 raise ValueError(f"{self.name}: y_{split} must be int64 ({x.shape[0]},), "
                                  f"got {y.dtype} {tuple(y.shape)}")
-            if len(x) == 0:
-                raise ValueError(f"{self.name}: the {split} split holds no images; every dataset "
-                                 "needs at least one training and one test image")
+            if len(x) == 0 and split == "test":
+                raise ValueError(f"{self.name}: the test split holds no images; every dataset "
+                                 "needs at least one test image")
             if not bool(torch.isfinite(x).all()):
                 bad = int((~torch.isfinite(x)).sum())
                 raise ValueError(f"{self.name}: x_{split} holds {bad} NaN or infinite value(s); "
