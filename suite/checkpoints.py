@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from suite.cache import file_sha256
+
 log = logging.getLogger("saliencybench")
 
 #: model id -> (path, sha256, state dict), filled by ``validate`` at the start of a run
@@ -83,7 +85,7 @@ def validate(pairs: list[tuple[str, Path]] | None) -> None:
         if model in CHECKPOINTS:
             raise ValueError(f"--checkpoint given twice for {model}")
         state = read_state_dict(path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         CHECKPOINTS[model] = (path, digest, state)
 
 

@@ -16,7 +16,6 @@ import torch
 import suite
 from suite import registry
 from suite.methods import AttributionError, NotApplicableError, explain
-from suite.methods.base import INFO
 from suite.registry import RegistryError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,18 +31,6 @@ def test_readme_has_the_three_sections_and_examples():
         assert title in README
     assert set(readme_files()) == {"my_saliency.py", "my_model.py", "my_data.py",
                                    "save_checkpoint.py"}   # the last: tests/test_pretrained.py
-
-
-@pytest.fixture
-def cleanup():
-    """Remove what a test registers, so other tests see the built-in registry."""
-    registry.load_builtins()
-    before = {k: set(t) for k, t in registry._TABLES.items()}
-    yield
-    for kind, table in registry._TABLES.items():
-        for name in set(table) - before[kind]:
-            registry.unregister(kind, name)
-            INFO.pop(name, None)
 
 
 def test_duplicate_and_colliding_ids_name_the_offender_and_the_fix(cleanup):

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 import suite
-from suite import registry
 from suite.cache import JSON, TORCH, ArtifactCache, CorruptArtifactWarning, meta_checksum
 from suite.data.base import Context, ImageDataset
-from suite.methods import INFO, MethodError, ModelModifiedError, explain
+from suite.methods import MethodError, ModelModifiedError, explain
 from suite.registry import RegistryError
 from suite.report.writer import MANIFEST, keep_history, write_assets_manifest
 
@@ -113,17 +112,6 @@ def test_rebuild_with_a_shared_run_id_rebuilds_once_across_processes(tmp_path):
 
 
 # -- 3. cases cannot corrupt each other -----------------------------------------------------------
-
-@pytest.fixture
-def cleanup():
-    registry.load_builtins()
-    before = {k: set(t) for k, t in registry._TABLES.items()}
-    yield
-    for kind, table in registry._TABLES.items():
-        for name in set(table) - before[kind]:
-            registry.unregister(kind, name)
-            INFO.pop(name, None)
-
 
 def _tiny():
     torch.manual_seed(0)

@@ -21,7 +21,6 @@ A loaded network is memoised per process (one load per file, device and contents
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from suite.cache import file_sha256
 
 log = logging.getLogger("saliencybench")
 
@@ -142,14 +143,6 @@ def factory(p: Pretrained):
 def weights_file(p: Pretrained) -> Path:
     """Where torchvision's loader reads (and would download) the file: the hub cache."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(p.enum().url).path).name
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_hash(path: Path) -> str:
