@@ -1,13 +1,9 @@
 """KAR (Hooker et al. 2019): keep only the most important inputs, retrain, higher accuracy is better."""
 import pytest
 
-from suite.metrics.roar import run_case, skip_reason
-
-pytestmark = pytest.mark.metric("kar")
+from suite.metrics import roar
 
 
-def test_kar(case, sb_context, record, request):
-    if skip_reason(case):
-        pytest.skip(skip_reason(case))
-    dataset, trained = request.getfixturevalue("dataset"), request.getfixturevalue("trained")
-    run_case(case, dataset, trained, sb_context, record, mode="keep")
+@pytest.mark.metric("kar")
+def test_kar(case, dataset, trained, sb_context, judge):
+    judge(roar.evaluate_case(case, dataset, trained, sb_context))

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 __all__ = ["register_method", "register_model", "register_dataset", "register_recipe",
-           "ImageDataset", "Context", "DatasetUnavailable", "TrainSpec"]
+           "register_metric", "CaseResult", "Check", "Picture", "ImageDataset", "Context",
+           "DatasetUnavailable", "TrainSpec"]
 
 
 def register_method(name: str, *, aggregation: str = "abs_sum", description: str = "",
@@ -26,7 +27,7 @@ def register_method(name: str, *, aggregation: str = "abs_sum", description: str
     the perturbation metrics). ``scale_params``: per-scale overrides of ``params``.
     """
     from suite.methods.base import method
-    from suite.registry import load_builtins
+    from suite.matrix import load_builtins
 
     load_builtins()
     return method(name, aggregation=aggregation, description=description or name,
@@ -42,7 +43,7 @@ def register_model(name: str, *, gradcam_layer: str | None = None, layers=None,
     need a layer are left out for this model). ``layers``: dotted names input -> output, the order
     the sanity checks randomize in (None: every module with parameters).
     """
-    from suite.registry import load_builtins
+    from suite.matrix import load_builtins
     from suite.registry import register_model as _register
 
     load_builtins()
@@ -52,7 +53,7 @@ def register_model(name: str, *, gradcam_layer: str | None = None, layers=None,
 
 def register_dataset(name: str, *, description: str = "", has_masks: bool = False) -> Callable:
     """Decorator: ``load(scale, ctx) -> ImageDataset`` (raise ``DatasetUnavailable`` to skip)."""
-    from suite.registry import load_builtins
+    from suite.matrix import load_builtins
     from suite.registry import register_dataset as _register
 
     load_builtins()
@@ -67,7 +68,32 @@ def register_recipe(dataset: str, model: str = "*", *, min_test_acc: float,
     _register(dataset, model, min_test_acc=min_test_acc, train=train)
 
 
+def register_metric(name: str, *, description: str = "", score: str = "",
+                    higher_is_better: bool | None = True, needs_method: bool = True,
+                    source: str = "", datasets: dict[str, tuple[str, ...]] | None = None,
+                    models: dict[str, tuple[str, ...]] | None = None,
+                    methods: dict[str, tuple[str, ...]] | None = None):
+    """Register metric ``name`` (its cases: a ``cases/``-style file whose test is marked
+    ``@pytest.mark.metric(name)``; its computation: a function returning ``suite.CaseResult``).
+
+    ``datasets`` / ``models`` / ``methods``: per scale, the ids its cases run on (a scale left
+    out: every valid one). ``higher_is_better=None``: the metric has no score (a picture).
+    """
+    from suite.matrix import load_builtins
+    from suite.registry import MetricSpec
+    from suite.registry import register_metric as _register
+
+    load_builtins()
+    return _register(MetricSpec(name, description or name, needs_method, higher_is_better,
+                                models, datasets, methods, score=score,
+                                source=source or "user-registered"))
+
+
 def __getattr__(name: str) -> Any:
+    if name in ("CaseResult", "Check", "Picture"):
+        import suite.contract as contract
+
+        return getattr(contract, name)
     if name in ("ImageDataset", "Context", "DatasetUnavailable"):
         import suite.data as data
 

@@ -74,7 +74,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def validate(pairs: list[tuple[str, Path]] | None) -> None:
     """Read every ``--checkpoint`` file now (pytest_configure); ValueError on the first bad one."""
-    from suite.registry import MODELS, load_builtins
+    from suite.registry import MODELS
+    from suite.matrix import load_builtins
 
     load_builtins()
     CHECKPOINTS.clear()

@@ -274,7 +274,7 @@ def report_dir(config: pytest.Config) -> Path:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
-    from suite.registry import cases_for
+    from suite.matrix import cases_for
 
     marker = metafunc.definition.get_closest_marker("metric")
     if marker is None or not marker.args:
@@ -285,9 +285,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _marks(case: Case) -> list:
-    """A published expected failure (suite.metrics.expectations) is an xfail, never a deletion."""
+    """A published expected failure (suite.metrics.expectations) is an xfail, never a deletion;
+    a metric's own reason to skip a case (``MetricSpec.skip``) is a skip mark, decided at
+    collection, so no fixture builds anything for it."""
     from suite.metrics.expectations import expectation_for
+    from suite.registry import METRICS
 
+    skip = METRICS[case.metric].skip
+    reason = skip(case) if skip is not None else None
+    if reason:
+        return [pytest.mark.skip(reason=reason)]
     e = expectation_for(case)
     return [pytest.mark.xfail(reason=f"expected: {e.reason} ({e.source})", strict=False,
                               raises=AssertionError)] if e else []
@@ -319,7 +326,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def sb_context(pytestconfig: pytest.Config):
     """The run's ``suite.data.Context`` (scale, device, seeds, data root, artifact cache)."""
-    from suite.registry import load_builtins
+    from suite.matrix import load_builtins
 
     load_builtins()
     return context_from_config(pytestconfig)
@@ -419,6 +426,33 @@ def record(request: pytest.FixtureRequest) -> Recorder:
     return Recorder(request.node, report_dir(request.config))
 
 
+def hand_over(record: Recorder, result) -> None:
+    """Record a ``suite.contract.CaseResult`` and assert its checks (the first failed check fails
+    the case with its message: a verdict). A result with ``skip`` is recorded, then skipped."""
+    from suite.contract import CaseResult
+
+    if not isinstance(result, CaseResult):
+        raise TypeError(f"judge() takes a suite.contract.CaseResult, got {type(result).__name__}")
+    record(score=result.score, higher_is_better=result.higher_is_better,
+           baseline=dict(result.baseline) if result.baseline is not None else None,
+           beats_baseline=result.beats_baseline,
+           curves=[dict(c) for c in result.curves] or None, details=result.details or None)
+    for pic in result.figures:
+        record.figure(pic.figure, pic.title)
+    if result.skip is not None:
+        pytest.skip(result.skip)
+    failed = result.failed
+    if failed is not None:
+        raise AssertionError(failed.message)
+
+
+@pytest.fixture
+def judge(record: Recorder):
+    """``judge(result)``: record a case's ``CaseResult`` for the report and assert its checks
+    (``suite.contract``). Every file in ``cases/`` ends with it."""
+    return lambda result: hand_over(record, result)
+
+
 # -- the collector (controller side) ----------------------------------------------------------
 
 @pytest.hookimpl(hookwrapper=True)
@@ -445,7 +479,8 @@ def _case_from_nodeid(nodeid: str, scale: str) -> dict | None:
     m = _CASE_ID.search(nodeid)
     if m is None or not nodeid.split("::")[0].replace("\\", "/").split("/")[-1].startswith("test_"):
         return None
-    from suite.registry import METRICS, cases_for, load_builtins
+    from suite.registry import METRICS
+    from suite.matrix import cases_for, load_builtins
 
     load_builtins()
     func, cid = m.groups()
@@ -558,7 +593,30 @@ def build_results(config: pytest.Config) -> dict:
                     "duration_s": round(time.time() - state.t0, 2),
                     "cache_dir": str(ctx.cache_dir), "threads": config.getoption("sb_threads"),
                     "errors": len(state.errors)},
+            **metadata({c["metric"] for c in cases}, {c["method"] for c in cases if c["method"]}),
             "cases": cases}
+
+
+def metadata(metrics: set[str], methods: set[str]) -> dict[str, dict]:
+    """What the report says of each metric and method of the run, from the registry (so that it
+    never infers them): a metric's description, score sentence, direction and source; a method's
+    description, role (``suite.roles``) and source."""
+    from suite.matrix import load_builtins
+    from suite.registry import METHODS, METRICS
+
+    load_builtins()
+    out: dict[str, dict] = {"metrics": {}, "methods": {}}
+    for name in sorted(metrics):
+        if name in METRICS:
+            m = METRICS[name]
+            out["metrics"][name] = {"description": m.description, "score": m.score or m.description,
+                                    "higher_is_better": m.higher_is_better, "source": m.source}
+    for name in sorted(methods):
+        if name in METHODS:
+            m = METHODS[name]
+            out["methods"][name] = {"description": m.description, "role": m.role,
+                                    "source": m.source}
+    return out
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

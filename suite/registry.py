@@ -1,4 +1,5 @@
-"""Name -> spec tables, filled by small ``register_*`` calls, and ``cases_for(metric, scale)``.
+"""Name -> spec tables, filled by small ``register_*`` calls. The case matrix built from them
+(``cases_for``) is in ``suite.matrix``; this module imports nothing of the suite but its specs.
 
 Ids are what ``pytest -k`` matches, and ``-k`` matches substrings. So within a kind (datasets,
 models, methods, metrics) no id may be a substring of another: ``mnist`` would select
@@ -7,10 +8,11 @@ models, methods, metrics) no id may be a substring of another: ``mnist`` would s
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from suite.specs import SCALES, Case, DatasetSpec, MethodSpec, ModelSpec, check_scale
+from suite.specs import (AGGREGATIONS, ROLES, SCALES, Case, DatasetSpec, MethodSpec, ModelSpec,
+                         check_scale)
 
 DATASETS: dict[str, DatasetSpec] = {}
 MODELS: dict[str, ModelSpec] = {}
@@ -25,16 +27,22 @@ class MetricSpec:
     ``models``/``datasets``: per scale, the ids the metric runs on by default (None: all valid).
     ``methods``: per scale, the method ids (None: all valid).
     ``needs_layer``: every case needs the model's Grad-CAM layer (rare; methods declare their own).
+    ``score``: one sentence, what the score is (for the report; default: the description).
+    ``source``: the paper the protocol follows. ``skip(case)``: a reason to skip a collected case
+    (e.g. a smoke-scale method subset), applied at collection so nothing is built for it.
     """
 
     name: str
     description: str = ""
     needs_method: bool = True
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True     # None: the metric has no score (a picture)
     models: dict[str, tuple[str, ...]] | None = None
     datasets: dict[str, tuple[str, ...]] | None = None
     methods: dict[str, tuple[str, ...]] | None = None
     needs_layer: bool = False
+    score: str = ""
+    source: str = ""
+    skip: Callable[[Case], str | None] | None = field(default=None, compare=False, repr=False)
 
 
 METRICS: dict[str, MetricSpec] = {}
@@ -103,14 +111,30 @@ def register_model(name: str, *, description: str = "", gradcam_layer: str | Non
 
 def register_method(name: str, *, description: str = "", source: str = "",
                     params: dict[str, Any] | None = None, needs_layer: bool = False,
-                    needs_mask: bool = False, needs_gradient: bool = True,
-                    is_control: bool = False, replace: bool = False) -> Callable:
-    """Decorator for ``explain(model, x, target, **params) -> Tensor``."""
+                    needs_mask: bool = False, needs_gradient: bool = True, role: str = "method",
+                    aggregation: str = "abs_sum", same_as: str | None = None,
+                    applies: Callable[[str, Any], str | None] | None = None,
+                    scale_params: dict[str, dict[str, Any]] | None = None,
+                    replace: bool = False) -> Callable:
+    """Decorator for ``explain(model, x, target, **params) -> Tensor``: one ``MethodSpec`` holds
+    every fact about the method (see its docstring for the fields)."""
+    if aggregation not in AGGREGATIONS:     # before the decorator is applied: a usage error
+        raise ValueError(f"aggregation {aggregation!r} for method {name!r} is not one of "
+                         f"{AGGREGATIONS}")
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} for method {name!r} is not one of {ROLES}")
+
     def deco(explain: Callable) -> Callable:
         check_id("method", name, replace=replace)
-        METHODS[name] = MethodSpec(name, explain, description or (explain.__doc__ or "").strip(),
-                                   source, tuple(sorted((params or {}).items())), needs_layer,
-                                   needs_mask, needs_gradient, is_control)
+        if same_as is not None and same_as != name and same_as not in METHODS:
+            raise RegistryError(f"method {name!r}: same_as={same_as!r} is not a registered method")
+        for scale in scale_params or {}:
+            check_scale(scale)
+        METHODS[name] = MethodSpec(
+            name, explain, description or (explain.__doc__ or "").strip(), source,
+            tuple(sorted((params or {}).items())), needs_layer, needs_mask, needs_gradient, role,
+            aggregation, same_as, applies,
+            tuple(sorted((k, tuple(sorted(v.items()))) for k, v in (scale_params or {}).items())))
         return explain
     return deco
 
@@ -124,80 +148,3 @@ def register_metric(spec: MetricSpec, *, replace: bool = False) -> MetricSpec:
 def unregister(kind: str, name: str) -> None:
     """Remove an entry (tests and interactive use)."""
     _TABLES[kind].pop(name, None)
-
-
-_BUILTIN: dict[str, frozenset[str]] = {}
-ENTRY_POINT_GROUP = "saliencybench"
-
-
-def load_builtins() -> None:
-    """Import the modules that register the built-in datasets, models, methods and metrics, then
-    the modules installed packages declare in the ``saliencybench`` entry-point group."""
-    import importlib
-
-    if _BUILTIN:
-        return
-    for mod in ("suite.data", "suite.models", "suite.methods", "suite.metrics"):
-        importlib.import_module(mod)
-    _BUILTIN.update({kind: frozenset(table) for kind, table in _TABLES.items()})
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
-
-
-def is_builtin(kind: str, name: str) -> bool:
-    return name in _BUILTIN.get(kind, frozenset())
-
-
-def method_applies(method: MethodSpec, model: ModelSpec, dataset: DatasetSpec) -> str | None:
-    """None when ``method`` applies to (model, dataset), else the reason it does not."""
-    if method.needs_layer and model.gradcam_layer is None:
-        return f"{method.name} needs a convolutional layer and {model.name} declares none"
-    if method.needs_mask and not dataset.has_masks:
-        return f"{method.name} needs ground-truth masks and {dataset.name} has none"
-    from suite.methods import applies   # method-specific limits (e.g. LRP rules per layer type)
-
-    return applies(method.name, model.name)
-
-
-def pairs(model: ModelSpec, dataset: DatasetSpec, metric: str) -> bool:
-    """Whether ``model`` joins ``metric`` on ``dataset``: a model that lists its datasets (e.g. a
-    1000-class pretrained network: ImageNet-labelled data only) pairs with those alone, an
-    evaluation-only dataset (no training split) with such models alone."""
-    if model.metrics is not None and metric not in model.metrics:
-        return False
-    if model.datasets is not None:
-        return dataset.name in model.datasets
-    return not dataset.eval_only
-
-
-def cases_for(metric: str, scale: str) -> list[Case]:
-    """The valid (dataset, model[, method]) cases of ``metric`` at ``scale``, in a stable order."""
-    load_builtins()
-    check_scale(scale)
-    if metric not in METRICS:
-        raise KeyError(f"metric {metric!r} is not registered; known: {sorted(METRICS)}")
-    m = METRICS[metric]
-
-    def pick(kind: str, table: dict, chosen: dict | None) -> list:
-        """The metric's chosen built-ins at this scale, plus every user-registered entry."""
-        names = chosen.get(scale) if chosen else None
-        valid = [s for s in table.values() if scale in getattr(s, "scales", SCALES)]
-        if names is None:
-            return valid
-        return [table[n] for n in names if n in table] + \
-            [s for s in valid if not is_builtin(kind, s.name) and s.name not in names]
-
-    out: list[Case] = []
-    for ds in pick("dataset", DATASETS, m.datasets):
-        for mo in pick("model", MODELS, m.models):
-            if m.needs_layer and mo.gradcam_layer is None or not pairs(mo, ds, metric):
-                continue
-            if not m.needs_method:
-                out.append(Case(metric, ds.name, mo.name, None, scale))
-                continue
-            for me in pick("method", METHODS, m.methods):
-                if method_applies(me, mo, ds) is None:
-                    out.append(Case(metric, ds.name, mo.name, me.name, scale))
-    return out

@@ -81,9 +81,24 @@ class ModelSpec:
     metrics: tuple[str, ...] | None = None    # the only metrics it joins (None: all)
 
 
+#: channel poolings a method may declare (``suite.methods.aggregate``)
+AGGREGATIONS = ("abs_sum", "l2", "linf", "sum")
+#: what a method is to the benchmark; the controls' roles and the policy every metric applies to
+#: each are in ``suite.controls``
+ROLES = ("method", "baseline", "control", "oracle")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """An attribution method. ``explain(model, x, target, **params) -> Tensor``."""
+    """An attribution method: ``explain(model, x, target, **params) -> Tensor``, and everything
+    the suite knows about it (one record; ``suite.registry.register_method`` fills it).
+
+    ``aggregation``: the channel pooling of the method's paper (what pixel-level metrics apply).
+    ``same_as``: the method whose raw map this is (e.g. ``sens_l2`` is ``gradient`` pooled
+    differently), so extraction computes and caches it once. ``applies(model_name, model)``: None
+    when the method applies to the model, else the reason. ``scale_params``: per scale, overrides
+    of ``params`` (registered defaults are paper scale). ``role``: see ``ROLES``.
+    """
 
     name: str
     explain: Callable[..., Any] = field(compare=False, repr=False)
@@ -93,7 +108,31 @@ class MethodSpec:
     needs_layer: bool = False       # needs the model's gradcam_layer
     needs_mask: bool = False        # needs ground-truth masks (the oracle control)
     needs_gradient: bool = True
-    is_control: bool = False
+    role: str = "method"
+    aggregation: str = "abs_sum"
+    same_as: str | None = None
+    applies: Callable[[str, Any], str | None] | None = field(default=None, compare=False, repr=False)
+    scale_params: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"method {self.name!r}: role {self.role!r} is not one of {ROLES}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation {self.aggregation!r} for method {self.name!r} is not "
+                             f"one of {AGGREGATIONS}")
+
+    @property
+    def is_control(self) -> bool:
+        """A control (random, sobel, oracle): it does not look at the model."""
+        return self.role != "method"
+
+    def params_at(self, scale: str | None) -> dict[str, Any]:
+        """The parameters at ``scale`` (``seed`` left out: it is the run's, not the method's)."""
+        out = {k: v for k, v in self.params if k != "seed"}
+        if scale is not None:
+            check_scale(scale)
+            out.update(dict(dict(self.scale_params).get(scale, ())))
+        return out
 
 
 @dataclass(frozen=True)

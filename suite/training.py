@@ -102,6 +102,21 @@ def recipe(dataset: str, model: str, scale: str) -> Recipe:
     return Recipe(TrainSpec(**fields), bar, UNSUPPORTED.get((dataset, model)))
 
 
+#: ROAR / KAR (and ROAD's retrain variant) retraining epochs per scale and dataset ("*": any;
+#: None: the base recipe's). Smoke retrains for 4 epochs instead of 8 (6 on shapes, where 4 leave
+#: every retrained model near chance); small for 8 instead of 15 (the time budget of a first
+#: `make bench`); paper: the recipe
+RETRAIN_EPOCHS = {"smoke": {"*": 4, "shapes": 6}, "small": {"*": 8}, "paper": {"*": None}}
+
+
+def retrain_spec(dataset: str, model: str, scale: str) -> TrainSpec:
+    """The retraining recipe of a retraining metric: the base recipe, with ``RETRAIN_EPOCHS``."""
+    spec = recipe(dataset, model, check_scale(scale)).train
+    table = RETRAIN_EPOCHS[scale]
+    epochs = table.get(dataset, table["*"])
+    return replace(spec, epochs=epochs) if epochs else spec
+
+
 def numerics(device: str | torch.device, threads: int) -> dict:
     """What besides data, recipe and seed decides a trained model's bits: the device type and, on
     CPU, torch's intra-op thread count (the order of float reductions). Part of the model key."""

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import suite
-from suite import registry
+from suite import matrix, registry
 from suite.methods import AttributionError, NotApplicableError, explain
 from suite.registry import RegistryError
 
@@ -27,9 +27,11 @@ def readme_files() -> dict[str, str]:
 
 
 def test_readme_has_the_three_sections_and_examples():
-    for title in ("## Evaluate your own method", "## Use your own model", "## Use your own dataset"):
+    for title in ("## Evaluate your own method", "## Use your own model", "## Use your own dataset",
+                  "## Add a metric"):
         assert title in README
-    assert set(readme_files()) == {"my_saliency.py", "my_model.py", "my_data.py",
+    assert set(readme_files()) == {"my_saliency.py", "my_model.py", "my_data.py", "my_metric.py",
+                                   "test_concentration.py",
                                    "save_checkpoint.py"}   # the last: tests/test_pretrained.py
 
 
@@ -61,9 +63,10 @@ def test_a_model_without_a_layer_gets_no_layer_methods(cleanup):
     suite.register_model("nolayer", gradcam_layer=None)(
         lambda num_classes, in_shape: torch.nn.Sequential(torch.nn.Flatten(),
                                                           torch.nn.Linear(in_shape[0] * in_shape[1] * in_shape[2], num_classes)))
-    ids = {c.id for c in registry.cases_for("maps", "smoke")}
+    ids = {c.id for c in matrix.cases_for("maps", "smoke")}
     assert "digits-nolayer" in ids
-    from suite.registry import DATASETS, METHODS, MODELS, method_applies
+    from suite.registry import DATASETS, METHODS, MODELS
+    from suite.matrix import method_applies
 
     reason = method_applies(METHODS["gradcam"], MODELS["nolayer"], DATASETS["digits"])
     assert reason == "gradcam needs a convolutional layer and nolayer declares none"
@@ -76,9 +79,10 @@ def test_user_project_runs_the_cases_through_the_public_api(tmp_path):
     for name, body in readme_files().items():
         (tmp_path / name).write_text(body)
     selection = ("(edgegrad and simplecnn and digits and (roar or road or aopc)) "
-                 "or (stripes and tinynet and (accuracy or maps))")
-    cmd = [sys.executable, "-m", "pytest", str(ROOT / "cases"), "-p", "my_saliency", "-p", "my_model",
-           "-p", "my_data", "--scale", "smoke", "-p", "no:cacheprovider", "-q",
+                 "or (stripes and tinynet and (accuracy or maps)) or concentration")
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "cases"), str(tmp_path / "test_concentration.py"),
+           "-p", "my_saliency", "-p", "my_model", "-p", "my_data", "-p", "my_metric",
+           "--scale", "smoke", "-p", "no:cacheprovider", "-q", "--rootdir", str(ROOT),
            "--cache-dir", str(tmp_path / "cache"), "--report-dir", str(tmp_path / "report"),
            "-k", selection]
     env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
@@ -96,5 +100,16 @@ def test_user_project_runs_the_cases_through_the_public_api(tmp_path):
         assert case["curves"], metric
     acc = [c for c in results["cases"] if (c["metric"], c["dataset"], c["model"]) == ("accuracy", "stripes", "tinynet")]
     assert acc and acc[0]["outcome"] == "passed"
+    # the README's toy metric (one module, a three-line case): both its cases ran, through judge
+    conc = {c["method"]: c for c in results["cases"] if c["metric"] == "concentration"}
+    assert sorted(conc) == ["gradient", "random"], sorted(conc)
+    for c in conc.values():
+        assert c["outcome"] == "passed" and c["higher_is_better"] is True
+        assert c["baseline"]["method"] == "random" and c["details"]["n_images"] == 16
+    # a uniform random map: the top 6 of 64 pixels hold about 6 * 0.946 / 32 = 0.18 of the mass
+    assert 0.12 < conc["random"]["score"] < 0.25 and conc["random"]["beats_baseline"] is None
+    assert conc["gradient"]["baseline"]["score"] == conc["random"]["score"]
+    assert results["metrics"]["concentration"]["source"] == "a toy of the README"
+    assert results["methods"]["random"]["role"] == "baseline"
     page = (tmp_path / "report" / "index.html").read_text()
     assert "edgegrad" in page and "stripes" in page and "tinynet" in page

@@ -1,6 +1,6 @@
-"""Unit tests of suite.methods: the exact properties of PROTOCOLS.md, hook hygiene, controls,
-aggregation, the registry's ids and per-model applicability. Tiny models, float64 where the
-tolerance must be tight, CPU only."""
+"""Unit tests of suite.methods: the exact properties the methods' papers state (cited per
+test), hook hygiene, controls, aggregation, the registry's ids and per-model applicability.
+Tiny models, float64 where the tolerance must be tight, CPU only."""
 from __future__ import annotations
 
 import warnings
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import suite.methods as M
-from suite.methods.base import INFO
+from suite.registry import METHODS as INFO  # one record per method (MethodSpec)
 from suite.models import build_model
 from suite.registry import METHODS, MODELS
 

@@ -103,7 +103,7 @@ def test_result_curve_and_validation():
 def test_retraining_option_is_cached(tmp_path):
     from suite.artifacts import trained_model
     from suite.data.base import Context, ImageDataset
-    from suite.registry import load_builtins
+    from suite.matrix import load_builtins
     from suite.specs import TrainSpec
 
     load_builtins()

@@ -61,10 +61,15 @@ def test_random_curve_check():
     def res(acc, mode="remove"):
         return roar.RoarResult("random", mode, "pixel", "sum", (0.1, 0.5, 0.9), (0,), (tuple(acc),),
                                0.9, 0, roar.Timings())
-    roar.check_random_curve(res([0.8, 0.7, 0.72]))              # a rise within the tolerance
-    with pytest.raises(AssertionError, match="not monotone"):
-        roar.check_random_curve(res([0.5, 0.7, 0.4]))
-    roar.check_random_curve(res([0.3, 0.6, 0.8], "keep"))
+    def ok(r):
+        return all(c.passed for c in roar.random_curve_checks(r))
+
+    assert ok(res([0.8, 0.7, 0.72]))              # a rise within the tolerance
+    failed = [c for c in roar.random_curve_checks(res([0.5, 0.7, 0.4])) if not c.passed]
+    assert len(failed) == 1 and "not monotone" in failed[0].message
+    assert "t=0.1 then 0.700 at t=0.5" in failed[0].message
+    assert ok(res([0.3, 0.6, 0.8], "keep"))
+    assert not ok(res([0.3, 0.6, 1.2], "keep"))   # outside [0, 1]
     r = res([0.8, 0.6, 0.4])
     assert r.score == pytest.approx(0.6) and r.curve()["x"] == [0.0, 0.1, 0.5, 0.9]
 
@@ -79,7 +84,7 @@ def _tiny_dataset():
 
 def test_rerun_retrains_nothing_and_a_new_method_retrains_only_itself(tmp_path):
     from suite.artifacts import trained_model
-    from suite.registry import load_builtins
+    from suite.matrix import load_builtins
 
     load_builtins()
     ctx = Context(scale="smoke", cache_dir=tmp_path / "cache", seeds=(0,))

@@ -89,7 +89,7 @@ def digits_model(tmp_path_factory):
     from suite.artifacts import trained_model
     from suite.data import load
     from suite.data.base import Context
-    from suite.registry import load_builtins
+    from suite.matrix import load_builtins
 
     load_builtins()
     ctx = Context(scale="smoke", cache_dir=tmp_path_factory.mktemp("cache"))
@@ -213,8 +213,17 @@ def test_verdict_rule():
     assert not S.sanity_verdict(res("cascade", [0.5, 0.4])).passes       # not below level - margin
     v = S.sanity_verdict(res("independent", [1.0, 0.2, 0.9]))
     assert v.score == pytest.approx(0.55) and v.passes and v.threshold == S.THRESHOLD_INDEPENDENT
-    with pytest.raises(AssertionError, match="sobel"):
-        S.check_calibration(S.SanityResult(**{**res("cascade", [1.0, 0.9]).__dict__, "method": "sobel"}))
+    bad = S.calibration_checks(S.SanityResult(**{**res("cascade", [1.0, 0.9]).__dict__,
+                                                 "method": "sobel"}))
+    assert len(bad) == len(S.SIMILARITIES) and not any(c.passed for c in bad)
+    assert "sobel (model-independent) should score 1" in bad[0].message
+    good = S.calibration_checks(S.SanityResult(**{**res("cascade", [1.0, 1.0]).__dict__,
+                                                  "method": "sobel"}))
+    assert all(c.passed for c in good)
+    noisy = S.SanityResult(**{**res("cascade", [0.05, -0.3]).__dict__, "method": "random"})
+    assert [c.passed for c in S.calibration_checks(noisy)] == [False, False]
+    with pytest.raises(ValueError, match="not a calibration control"):
+        S.calibration_checks(res("cascade", [1.0, 0.9]))
 
 
 @pytest.mark.parametrize("method", ["gradient", "smoothgrad"])
@@ -226,7 +235,7 @@ def test_batched_comparison_equals_step_by_step(cnn, monkeypatch, method):
     y = torch.arange(6) % 5
     params = {"n_samples": 3} if method == "smoothgrad" else None
     one = S.cascading_randomization(cnn, "simplecnn", method, x, y, params=params, n_examples=6)
-    monkeypatch.setattr(S, "_PENDING_BYTES", 1)
+    monkeypatch.setattr(S.randomize, "_PENDING_BYTES", 1)
     each = S.cascading_randomization(cnn, "simplecnn", method, x, y, params=params, n_examples=6)
     assert one.similarity == each.similarity and one.n_constant == each.n_constant
     assert one.random_floor == each.random_floor and one.steps == each.steps
@@ -256,7 +265,7 @@ def test_grid_maps_are_the_cascade_cases_maps(cnn, method):
 
 
 def test_grid_methods_are_the_cascading_cases():
-    from suite.registry import cases_for
+    from suite.matrix import cases_for
 
     got = S.grid_methods("shapes", "simplecnn", "smoke")
     assert got == [c.method for c in cases_for("sanity_cascade", "smoke")

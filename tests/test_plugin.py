@@ -56,7 +56,7 @@ def test_other_bad_options_are_usage_errors(project, args, needle):
 def test_absent_dataset_is_skipped_with_its_reason(project):
     res = run(project, "--scale", "smoke", "-k", "accuracy and cifar10", "-rs")
     assert res.ret == pytest.ExitCode.OK
-    from suite.registry import cases_for
+    from suite.matrix import cases_for
 
     res.assert_outcomes(skipped=sum(c.dataset == "cifar10" for c in cases_for("accuracy", "smoke")))
     out = res.stdout.str()

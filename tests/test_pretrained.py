@@ -19,7 +19,7 @@ from suite import checkpoints as C
 from suite.data.base import Context
 from suite.data import imagenet as I
 from suite.models import pretrained as P
-from suite.registry import load_builtins
+from suite.matrix import load_builtins
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,8 @@ import itertools
 import pytest
 
 from suite import registry
-from suite.registry import RegistryError, cases_for, check_id, load_builtins
+from suite.registry import RegistryError, check_id
+from suite.matrix import cases_for, load_builtins
 from suite.specs import Case
 
 
@@ -46,7 +47,8 @@ def test_cases_for_accuracy_and_ids():
 
 def test_metric_listing_names_every_metric_with_its_case_counts():
     from suite.metrics.__main__ import table
-    from suite.registry import METRICS, cases_for
+    from suite.registry import METRICS
+    from suite.matrix import cases_for
 
     out = table()
     for name in METRICS:

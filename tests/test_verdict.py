@@ -1,10 +1,11 @@
 """The shared regression check: the beat-random rule and the expectation table."""
+import re
 import math
 
 import pytest
 
 from suite.metrics.expectations import EXPECTATIONS, Expectation, expect_failure, expectation_for
-from suite.metrics.verdict import check_beats_random, compare_to_random
+from suite.metrics.verdict import beats_random_check, compare_to_random
 from suite.specs import Case
 
 
@@ -38,10 +39,11 @@ def test_bad_input_is_refused():
 def test_check_message_names_the_numbers():
     case = Case("roar", "digits", "simplecnn", "intgrad")
     v = compare_to_random([0.61], [0.60], higher_is_better=False)
-    with pytest.raises(AssertionError, match=r"intgrad does not beat the random baseline under roar "
-                                             r"on digits/simplecnn: score 0.61 vs random 0.6"):
-        check_beats_random(case, v)
-    check_beats_random(case, compare_to_random([0.3], [0.6], higher_is_better=False))
+    c = beats_random_check(case, v)
+    assert not c.passed and c.name == "beats_random"
+    assert re.match(r"intgrad does not beat the random baseline under roar on digits/simplecnn: "
+                    r"score 0.61 vs random 0.6", c.message)
+    assert beats_random_check(case, compare_to_random([0.3], [0.6], higher_is_better=False)).passed
 
 
 def test_expectation_table_matches_by_pattern_and_needs_a_source():

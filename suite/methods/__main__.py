@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 
-from suite.methods import INFO
 from suite.registry import METHODS
 
 
@@ -11,8 +10,8 @@ def table() -> str:
     rows = [("id", "aggregation", "needs", "description", "source")]
     for name, spec in METHODS.items():
         needs = ",".join(n for n, f in (("layer", spec.needs_layer), ("mask", spec.needs_mask),
-                                         ("control", spec.is_control)) if f) or "-"
-        agg = INFO[name].aggregation if name in INFO else "?"
+                                         (spec.role, spec.is_control)) if f) or "-"
+        agg = spec.aggregation
         rows.append((name, agg, needs, spec.description, spec.source))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = []

@@ -2,10 +2,10 @@
 entry point, eval-mode handling, per-scale parameters and per-model applicability.
 
 A method is a function ``fn(model, x, target, **params) -> Tensor`` registered with
-:func:`method`, which calls ``suite.registry.register_method`` and records what the registry's
-``MethodSpec`` has no field for: the default channel aggregation, an optional per-model
-applicability check, and ``same_as`` (methods whose raw maps are the same computation, e.g.
-``sens_l2`` is ``gradient`` pooled differently, so extraction caches them once).
+:func:`method` (the built-ins) or ``suite.registry.register_method``; its one record is the
+registry's ``MethodSpec``: the default channel aggregation, an optional per-model applicability
+check, ``same_as`` (methods whose raw maps are the same computation, e.g. ``sens_l2`` is
+``gradient`` pooled differently, so extraction caches them once) and its role (controls).
 
 Call methods through :func:`explain`, never the raw function: it puts the model in eval mode
 (restoring every module's previous mode after), resolves the Grad-CAM layer, checks that the
@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from suite.registry import METHODS, register_method
-from suite.specs import MethodSpec, check_scale
+from suite.specs import AGGREGATIONS, MethodSpec
 
-AGGREGATIONS = ("abs_sum", "l2", "linf", "sum")
 
 #: bump when the meaning of any method's output changes (part of the attribution cache key)
 METHODS_VERSION = 1
@@ -49,36 +47,18 @@ class ModelModifiedError(MethodError):
     before the call; nothing computed from the changed model was kept."""
 
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """Facts about a method that ``MethodSpec`` does not hold."""
-
-    name: str
-    aggregation: str
-    same_as: str | None = None                            # the method whose raw map this is
-    applies: Callable[[str, nn.Module], str | None] | None = None
-    scale_params: dict[str, dict[str, Any]] | None = None  # scale -> overrides of the defaults
-
-
-INFO: dict[str, MethodInfo] = {}
-
-
 def method(name: str, *, aggregation: str, description: str, source: str,
            params: dict[str, Any] | None = None, needs_layer: bool = False,
-           needs_mask: bool = False, needs_gradient: bool = True, is_control: bool = False,
+           needs_mask: bool = False, needs_gradient: bool = True, role: str = "method",
            same_as: str | None = None, applies: Callable[[str, nn.Module], str | None] | None = None,
            scale_params: dict[str, dict[str, Any]] | None = None) -> Callable:
-    """Register ``fn`` as method ``name`` (decorator; may be stacked to register aliases)."""
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation {aggregation!r} for method {name!r} is not one of {AGGREGATIONS}")
-
-    def deco(fn: Callable) -> Callable:
-        register_method(name, description=description, source=source, params=params,
-                        needs_layer=needs_layer, needs_mask=needs_mask,
-                        needs_gradient=needs_gradient, is_control=is_control)(fn)
-        INFO[name] = MethodInfo(name, aggregation, same_as, applies, scale_params)
-        return fn
-    return deco
+    """Register ``fn`` as method ``name`` (decorator; may be stacked to register aliases): the
+    built-in methods' form of ``suite.registry.register_method``, with aggregation, description
+    and source required."""
+    return register_method(name, description=description, source=source, params=params,
+                           needs_layer=needs_layer, needs_mask=needs_mask,
+                           needs_gradient=needs_gradient, role=role, aggregation=aggregation,
+                           same_as=same_as, applies=applies, scale_params=scale_params)
 
 
 def get(name: str) -> MethodSpec:
@@ -89,8 +69,7 @@ def get(name: str) -> MethodSpec:
 
 def default_aggregation(name: str) -> str:
     """The channel pooling the method's paper uses (what pixel-level metrics should apply)."""
-    get(name)
-    return INFO[name].aggregation
+    return get(name).aggregation
 
 
 def method_params(name: str, scale: str | None = None) -> dict[str, Any]:
@@ -99,12 +78,7 @@ def method_params(name: str, scale: str | None = None) -> dict[str, Any]:
     ``seed`` is left out: it is the run's seed, passed to ``extract(..., seed=)`` (or to
     ``explain`` as ``seed=``), not a property of the method at a scale.
     """
-    spec = get(name)
-    out = {k: v for k, v in spec.params if k != "seed"}
-    if scale is not None:
-        check_scale(scale)
-        out.update((INFO[name].scale_params or {}).get(scale, {}))
-    return out
+    return get(name).params_at(scale)
 
 
 def applies(method_name: str, model_name: str, model: nn.Module | None = None) -> str | None:
@@ -114,9 +88,7 @@ def applies(method_name: str, model_name: str, model: nn.Module | None = None) -
     registry's ``method_applies`` already covers needs_layer / needs_mask. Without ``model`` a
     probe instance of the registered ``model_name`` is built once (CPU, tiny input) and inspected.
     """
-    get(method_name)
-    info = INFO.get(method_name)       # methods registered elsewhere have no extra check
-    check = info.applies if info else None
+    check = get(method_name).applies
     if check is None:
         return None
     if model is not None:
@@ -180,7 +152,7 @@ def explain(method_name: str, model: nn.Module, x: torch.Tensor, target: torch.T
         full["layer"] = layer
     if spec.needs_mask and full.get("mask") is None:
         raise ValueError(f"method {method_name!r} needs ground-truth masks: pass mask=...")
-    check = INFO[method_name].applies if method_name in INFO else None
+    check = spec.applies
     if check is not None:
         reason = check(model_name or type(model).__name__, model)
         if reason is not None:

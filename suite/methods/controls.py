@@ -1,5 +1,6 @@
 """Model-independent controls: a seeded random map, Sobel edges of the input, and the oracle
-(the ground-truth mask). None of them looks at the model; all are registered ``is_control=True``.
+(the ground-truth mask). None of them looks at the model; each is registered with its role
+(``suite.controls``: random is the baseline, sobel a model-independent control, oracle the ground truth).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from suite.methods.gradients import SALT_RANDOM, image_seeds
 _HOOKER = "Hooker, Erhan, Kindermans, Kim 2019, NeurIPS, arXiv 1806.10758"
 
 
-@method("random", aggregation="sum", params={"seed": 0}, is_control=True, needs_gradient=False,
+@method("random", aggregation="sum", params={"seed": 0}, role="baseline", needs_gradient=False,
         description="uniform random map per element; image i's map is a function of (seed, index i) "
                     "only, so it does not depend on the model or the batch split", source=_HOOKER)
 def random_map(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, seed: int = 0,
@@ -37,14 +38,14 @@ def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
     return torch.hypot(g[:, 0], g[:, 1]).reshape(n, c, h, w)
 
 
-@method("sobel", aggregation="sum", is_control=True, needs_gradient=False,
+@method("sobel", aggregation="sum", role="control", needs_gradient=False,
         description="Sobel edge magnitude of the input per channel (model-independent)",
         source=_HOOKER)
 def sobel(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return sobel_magnitude(x)
 
 
-@method("oracle", aggregation="sum", params={"mask": None}, is_control=True, needs_mask=True,
+@method("oracle", aggregation="sum", params={"mask": None}, role="oracle", needs_mask=True,
         needs_gradient=False,
         description="the ground-truth object mask (an upper reference for localisation metrics)",
         source="ground truth of datasets with masks")

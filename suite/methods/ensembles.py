@@ -31,7 +31,7 @@ from captum.attr import InputXGradient
 from torch import nn
 
 from suite.methods import backprop, gradients
-from suite.methods.base import INFO, method
+from suite.methods.base import method
 from suite.methods.gradients import _NOISE_PARAMS, _SCALE_SAMPLES, noise_moments
 from suite.registry import METHODS
 
@@ -91,10 +91,10 @@ def _register(ens: str, code: str) -> None:
     base_id, fn, cost_param = BASES[code]
     spec = METHODS[base_id]
     base_params = {k: v for k, v in spec.params}
-    base_scale = INFO[base_id].scale_params or {}
+    base_scale = {s: dict(v) for s, v in spec.scale_params}
     scale_params = {s: {**base_scale.get(s, {}), **_SCALE_SAMPLES[s]} for s in _SCALE_SAMPLES}
     params: dict[str, Any] = {**base_params, **_NOISE_PARAMS}
-    aggregation = INFO[base_id].aggregation if ens == "sg" else "sum"
+    aggregation = spec.aggregation if ens == "sg" else "sum"
 
     def explain(model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, n_samples: int = 25,
                 noise_level: float = 0.15, seed: int = 0, index: torch.Tensor | None = None,

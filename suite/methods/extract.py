@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from suite.methods.base import (INFO, METHODS_VERSION, NotApplicableError, applies, eval_mode,
-                                explain, get, takes)
+from suite.methods.base import (METHODS_VERSION, NotApplicableError, applies, eval_mode,
+                                explain, get, method_params, takes)
 
 log = logging.getLogger("saliencybench")
 
@@ -187,7 +187,7 @@ def extract_cached(cache, *, model_key: str, model: nn.Module, model_name: str, 
     from suite.cache import NPZ
 
     spec = get(method_name)
-    compute = (INFO[method_name].same_as if method_name in INFO else None) or method_name
+    compute = spec.same_as or method_name
     full = resolve_params(method_name, model_name, params, seed)
     if target not in TARGETS:
         raise ValueError(f"target {target!r}; allowed: {', '.join(TARGETS)}")
@@ -208,3 +208,15 @@ def extract_cached(cache, *, model_key: str, model: nn.Module, model_name: str, 
     fetched = cache.fetch("attributions", f"{model_name}-{compute}-{split}", key, build, codec=NPZ,
                           info=lambda v: {"shape": list(v["attributions"].shape)})
     return fetched.value["attributions"], fetched.from_cache
+
+
+def split_attributions(ctx, ds, trained, method: str, split: str) -> np.ndarray:
+    """A case's cached raw maps of ``method`` for every image of ``split`` of ``ds`` (target: the
+    predicted class; the run's first seed; the method's parameters at the run's scale): the maps
+    ROAR, KAR and ROAD rank inputs by."""
+    x, y, masks = ds.split(split)
+    a, _ = extract_cached(ctx.cache, model_key=trained.key, model=trained.model,
+                          model_name=trained.model_name, method_name=method, x=x, split=split,
+                          labels=y, masks=masks, target="predicted", device=ctx.device,
+                          seed=ctx.seeds[0], params=method_params(method, ctx.scale))
+    return a

@@ -115,7 +115,7 @@ def maps_mosaic(images, maps_by_method: Mapping[str, object], *,
 
 
 def _maps_cells(images, maps_by_method, aggregation, max_images):
-    from suite.methods.base import INFO
+    from suite.registry import METHODS
 
     imgs = _as_numpy(images)
     if imgs.ndim != 4:
@@ -128,7 +128,7 @@ def _maps_cells(images, maps_by_method, aggregation, max_images):
             raise ValueError(f"map {name!r} has shape {m.shape}; expected (N, C|1, H, W) matching "
                              f"images {imgs.shape}")
         if m.shape[1] > 1:
-            how = (aggregation or {}).get(name) or (INFO[name].aggregation if name in INFO else "abs_sum")
+            how = (aggregation or {}).get(name) or (METHODS[name].aggregation if name in METHODS else "abs_sum")
             m = aggregate(m, how)
         maps[name] = m[:n, 0]
     cells = [[image_rgb(imgs[i])] + [map_rgb(m[i]) for m in maps.values()] for i in range(n)]

@@ -4,7 +4,9 @@ from __future__ import annotations
 import sys
 import textwrap
 
-from suite.registry import METRICS, cases_for, load_builtins
+from suite.registry import METRICS
+
+from suite.matrix import cases_for, load_builtins
 from suite.specs import SCALES
 
 

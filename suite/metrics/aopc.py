@@ -30,6 +30,9 @@ METRIC = register_metric(MetricSpec(
     "aopc", description="region perturbation (Samek et al. 2017): AOPC of the MoRF curve (higher "
     "is better), ABPC between LeRF and MoRF in the details; relative to a random order",
     higher_is_better=True,
+    source='Samek, Binder, Montavon, Lapuschkin, Mueller 2017, IEEE TNNLS, arXiv 1509.06321',
+    score="AOPC of the MoRF region-perturbation curve: the mean drop of the class score as the "
+          "most relevant regions are replaced, mean over images (higher is better)",
     datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": SMOKE_METHODS,
@@ -95,7 +98,8 @@ def region_perturbation(model: nn.Module, images: np.ndarray, attributions: np.n
     return RegionPerturbation(morf, lc)
 
 
-def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
+def evaluate_case(case, dataset, trained, ctx, **overrides):
+    """The case's ``suite.contract.CaseResult`` (``overrides``: settings over the scale's)."""
     p = {**PARAMS[ctx.scale], **overrides}
     side = min(dataset.in_shape[1:])
     r = p.get("r") or pt.region_size(side)
@@ -115,11 +119,12 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
                              {"aopc_morf": float(rp.aopc_morf.mean()), "aopc_lerf": float(rp.aopc_lerf.mean()),
                               "abpc": float(rp.abpc.mean())}, shots)
 
-    result = pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=True,
+    result = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(
+        run_seed, higher_is_better=True,
                          curve_specs=(("morf", "MoRF"), ("lerf", "LeRF")), x_axis=np.arange(L + 1),
                          x_label="perturbation step k", y_label=f"class {p['score']}",
                          n_images=p["n_images"], params=p,
-                         figure_title=f"region perturbation (MoRF, {r}x{r} regions, {p['fill']} fill)")
+                         figure_title=f"region perturbation (MoRF, {r}x{r} regions, {p['fill']} fill)"))
     mean = {c["label"]: np.asarray(c["y"]) for c in result.curves}
     rel = relative_aopc(mean[f"{case.method} MoRF"], mean["random MoRF"])
     result.details["relative_aopc"] = {
@@ -127,4 +132,5 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
         "aopc": [float(v) for v in aopc_steps(mean[f"{case.method} MoRF"])],
         "aopc_random": [float(v) for v in aopc_steps(mean["random MoRF"])],
         "note": "AOPC_method(L) - AOPC_random(L), MoRF, mean over seeds (Samek et al. 2017, Fig. 4)"}
-    return result
+    return pt.conclude(case, result, what=" (AOPC, MoRF)",
+                       picture=f"{case.id}: image 0 after MoRF steps ({case.method} vs random)")

@@ -38,6 +38,9 @@ METRIC = register_metric(MetricSpec(
     "the class probability (higher is better) is the score; the deletion AUC (lower is better) and "
     "its verdict are in the details; relative to a random order",
     higher_is_better=True,
+    source='Petsiuk, Das, Saenko 2018, BMVC, arXiv 1806.07421',
+    score="area under the insertion curve: the class probability as the most relevant pixels "
+          "are restored onto a blurred image, mean over images (higher is better)",
     datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": tuple(m for m in SMOKE_METHODS if m not in SMOKE_LEFT_OUT),
@@ -70,7 +73,8 @@ def insertion_deletion(model, images: np.ndarray, attributions: np.ndarray, targ
     return ins, dele, pt.perturbed_fractions(h, w, 1, g, steps)
 
 
-def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
+def evaluate_case(case, dataset, trained, ctx, **overrides):
+    """The case's ``suite.contract.CaseResult`` (``overrides``: settings over the scale's)."""
     p = {**PARAMS[ctx.scale], **overrides}
     h, w = dataset.in_shape[1:]
     sigma = p["blur_sigma"] or default_sigma(min(h, w))
@@ -93,14 +97,17 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
                              {"insertion_auc": float(auc_i.mean()), "deletion_auc": float(auc_d.mean()),
                               "ins_minus_del": float((auc_i - auc_d).mean())}, shots)
 
-    res = pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=True,
+    res = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(
+        run_seed, higher_is_better=True,
                        curve_specs=(("ins", "insertion"), ("del", "deletion")), x_axis=frac,
                        x_label="fraction of pixels", y_label=f"class {p['score']}",
                        n_images=p["n_images"], params={**p, "pixels_per_step": g},
-                       figure_title=f"deletion (zero substrate) then insertion (blur sigma {sigma:g})")
+                       figure_title=f"deletion (zero substrate) then insertion (blur sigma {sigma:g})"))
     per_seed = res.details["per_seed_values"]
     if case.method in per_seed:
         res.details["deletion_verdict"] = compare_to_random(
             per_seed[case.method]["deletion_auc"], per_seed["random"]["deletion_auc"],
             higher_is_better=False).as_dict()
-    return res
+    return pt.conclude(case, res, what=" (insertion AUC)",
+                       picture=f"{case.id}: image 0, deletion then insertion steps "
+                               f"({case.method} vs random)")

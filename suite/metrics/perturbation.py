@@ -22,9 +22,11 @@ Shared by the four perturbation metrics (``aopc``, ``pixelflip``, ``insdel``, ``
     is ``1/2`` too; in general they differ in the end-point weights: on L steps of a uniform grid
     trapezoid = (sum_k y_k - (y_0 + y_L)/2) / L while the mean is sum_k y_k / (L+1).
 
-The case harness (:func:`run_case`) is shared too: attributions per seed for the case's method and
-the ``random`` control, the metric per seed, the shared verdict (``suite.metrics.verdict``),
-curves for the report and a figure of the perturbed images.
+The case harness is shared too: :func:`evaluate` runs a metric's :class:`CurveProtocol` for the
+case's method and the ``random`` control per seed (attributions and curves cached), compares them
+by the shared verdict (``suite.metrics.verdict``); :func:`conclude` turns that into the case's
+``suite.contract.CaseResult`` (curves, details, a figure of the perturbed images, the checks the
+method's role asks for: ``suite.roles``).
 """
 from __future__ import annotations
 
@@ -235,11 +237,33 @@ class SeedResult:
 
 
 @dataclass
-class CaseResult:
+class Evaluation:
+    """A case's comparison with random: the verdict, report curves, details and the figure."""
+
     verdict: Any
     curves: list[dict]
     details: dict
     figure: Any
+
+
+@dataclass(frozen=True)
+class CurveProtocol:
+    """What one perturbation metric runs per seed, and how its curves are labelled.
+
+    ``run_seed(x, y_pred, seed=, masks=, method=)`` -> SeedResult, called for the case's method and
+    for ``random`` per seed. ``curve_specs``: (key in SeedResult.curves, label) pairs.
+    ``params`` (the metric's resolved settings) are part of the cached curves' key.
+    """
+
+    run_seed: Callable[..., SeedResult]
+    higher_is_better: bool
+    curve_specs: tuple[tuple[str, str], ...]
+    x_axis: np.ndarray
+    x_label: str
+    y_label: str
+    n_images: int
+    params: dict
+    figure_title: str
 
 
 def first_test_images(dataset, n: int):
@@ -293,18 +317,13 @@ def cached_seed(ctx, name: str, spec: dict, build: Callable[[], SeedResult]) -> 
                       list(v["snapshots"]) if "snapshots" in v else None)
 
 
-def run_case(case, dataset, trained, ctx, *, run_seed: Callable[..., SeedResult], higher_is_better: bool,
-             curve_specs: Sequence[tuple[str, str]], x_axis: np.ndarray, x_label: str, y_label: str,
-             n_images: int, params: dict, figure_title: str) -> CaseResult:
-    """Evaluate ``case`` for every seed of ``ctx`` against the ``random`` control.
-
-    ``run_seed(x, y_pred, attr_map, seed, masks, method)`` -> SeedResult, called for the case's
-    method and for ``random`` per seed. ``curve_specs``: (key in SeedResult.curves, label) pairs.
-    """
+def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation:
+    """Evaluate ``case`` for every seed of ``ctx`` against the ``random`` control."""
     from suite.metrics.verdict import compare_to_random
     from suite.methods import predict
 
-    x, _, masks, ids = first_test_images(dataset, n_images)
+    P = protocol
+    x, _, masks, ids = first_test_images(dataset, P.n_images)
     model = trained.model
     target = predict(model, x.to(ctx.device)).cpu()
     t0 = time.perf_counter()
@@ -318,19 +337,19 @@ def run_case(case, dataset, trained, ctx, *, run_seed: Callable[..., SeedResult]
             # holds the maps' fingerprint: a method whose output changed never reads old curves
             spec = result_spec(case.metric, CURVES_VERSION, model=trained.key, data=fingerprint(x),
                                method=name, maps=method_map(ctx, trained, case, x, masks, seed, name),
-                               method_params=method_params(name, ctx.scale), params=params,
+                               method_params=method_params(name, ctx.scale), params=P.params,
                                seed=seed)
             res[name].append(cached_seed(
                 ctx, f"{case.metric}-{case.dataset}-{case.model}-{name}", spec,
-                lambda name=name, seed=seed: run_seed(x, target, seed=seed, masks=masks, method=name)))
+                lambda name=name, seed=seed: P.run_seed(x, target, seed=seed, masks=masks, method=name)))
     verdict = compare_to_random([r.score for r in res[case.method]], [r.score for r in res["random"]],
-                                higher_is_better=higher_is_better)
+                                higher_is_better=P.higher_is_better)
     curves = []
     for who in dict.fromkeys([case.method, "random"]):
-        for key, label in curve_specs:
-            curves.append(curve_dict(f"{who} {label}", x_axis, [r.curves[key] for r in res[who]],
-                                     x_label, y_label))
-    details = {"params": params, "n_images": int(len(x)), "seeds": list(ctx.seeds),
+        for key, label in P.curve_specs:
+            curves.append(curve_dict(f"{who} {label}", P.x_axis, [r.curves[key] for r in res[who]],
+                                     P.x_label, P.y_label))
+    details = {"params": P.params, "n_images": int(len(x)), "seeds": list(ctx.seeds),
                "per_seed": {who: [r.score for r in rs] for who, rs in res.items()},
                "values": {who: {k: float(np.mean([r.values[k] for r in rs])) for k in rs[0].values}
                           for who, rs in res.items()},
@@ -338,8 +357,8 @@ def run_case(case, dataset, trained, ctx, *, run_seed: Callable[..., SeedResult]
                                    for who, rs in res.items()},
                "seconds": round(time.perf_counter() - t0, 3)}
     fig = snapshot_figure({who: res[who][0].snapshots for who in dict.fromkeys([case.method, "random"])
-                           if res[who][0].snapshots}, figure_title)
-    return CaseResult(verdict, curves, details, fig)
+                           if res[who][0].snapshots}, P.figure_title)
+    return Evaluation(verdict, curves, details, fig)
 
 
 def snapshot_steps(n_steps: int, n_shots: int = 4) -> list[int]:
@@ -384,25 +403,19 @@ def snapshot_figure(shots: dict[str, list[np.ndarray]], title: str):
     return fig
 
 
-def record_case(record, case, result: CaseResult, figure_title: str) -> None:
-    """Record score, curves, details and the figure; the verdict rule of suite.metrics.verdict.
+def conclude(case, ev: Evaluation, *, picture: str, what: str):
+    """The case's ``CaseResult``: score, baseline, verdict, curves, details and the figure
+    (captioned ``picture``); "beats random" asserted as the method's role asks (``suite.roles``).
+    The ``random`` case is the baseline itself: its beats_baseline is left empty (None)."""
+    from suite.contract import CaseResult, Picture
+    from suite.metrics.verdict import conclude as conclude_verdict
 
-    The ``random`` case is the baseline itself: its beats_baseline is left empty (None).
-    """
-    from suite.metrics.verdict import record_verdict
-
+    figures = [Picture(ev.figure, picture)]
     if case.method == "random":
-        v = result.verdict
-        record(score=v.score, higher_is_better=v.higher_is_better,
-               baseline={"method": "random", "score": v.baseline}, curves=result.curves,
-               details={**result.details, "note": "the random control is the baseline itself"})
-    else:
-        record_verdict(record, result.verdict, curves=result.curves, details=result.details)
-    record.figure(result.figure, figure_title)
-
-
-def must_beat_random(case) -> bool:
-    """Which cases assert the beat-random rule: every attribution method, and the oracle control
-    (a check of the benchmark itself). random is the baseline; sobel is a model-independent
-    reference whose verdict is reported but not asserted."""
-    return case.method not in ("random", "sobel")
+        v = ev.verdict
+        return CaseResult(score=v.score, higher_is_better=v.higher_is_better,
+                          baseline={"method": "random", "score": v.baseline}, curves=ev.curves,
+                          details={**ev.details, "note": "the random control is the baseline itself"},
+                          figures=figures)
+    return conclude_verdict(case, ev.verdict, curves=ev.curves, details=ev.details, figures=figures,
+                            what=what)

@@ -28,6 +28,9 @@ METRIC = register_metric(MetricSpec(
     "pixelflip", description="pixel flipping (Bach et al. 2015): area under the class-score curve "
     "as pixels are flipped to noise in relevance order (lower is better), relative to a random order",
     higher_is_better=False,
+    source='Bach, Binder, Montavon, Klauschen, Mueller, Samek 2015, PLoS ONE 10(7): e0130140',
+    score="area under the class-score curve as the most relevant pixels are flipped, mean over "
+          "images (lower is better)",
     datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": tuple(m for m in SMOKE_METHODS if m not in SMOKE_LEFT_OUT),
@@ -58,7 +61,8 @@ def pixel_flipping(model, images: np.ndarray, attributions: np.ndarray, target, 
     return curves, pt.perturbed_fractions(h, w, r, g, steps)
 
 
-def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
+def evaluate_case(case, dataset, trained, ctx, **overrides):
+    """The case's ``suite.contract.CaseResult`` (``overrides``: settings over the scale's)."""
     p = {**PARAMS[ctx.scale], **overrides}
     h, w = dataset.in_shape[1:]
     r = p["r"]
@@ -77,8 +81,11 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
                              n_steps=len(fr) - 1) if seed == ctx.seeds[0] else None
         return pt.SeedResult(float(area.mean()), {"flip": curves}, {"area": float(area.mean())}, shots)
 
-    return pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=False,
+    ev = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(
+        run_seed, higher_is_better=False,
                        curve_specs=(("flip", "pixel flipping"),), x_axis=frac,
                        x_label="fraction of pixels flipped", y_label=f"class {p['score']}",
                        n_images=p["n_images"], params={**p, "regions_per_step": g},
-                       figure_title=f"pixel flipping ({r}x{r} groups, {g} per step, {p['fill']} fill)")
+                       figure_title=f"pixel flipping ({r}x{r} groups, {g} per step, {p['fill']} fill)"))
+    return pt.conclude(case, ev, what=" (pixel flipping area)",
+                       picture=f"{case.id}: image 0 while flipping ({case.method} vs random)")

@@ -1,11 +1,11 @@
 """ROAD: Remove And Debias (Rong, Leemann, Borisov, Kasneci, Kasneci, ICML 2022, arXiv 2202.00449).
 
-Protocol (PROTOCOLS.md): rank the pixels of each test image by its attribution (channels summed),
-remove a fraction t of them, most relevant first (MoRF) or least relevant first (LeRF), impute
-the removed pixels with noisy linear imputation (``kernels.imputation.impute``: each removed
-pixel the weighted mean of its 8 neighbours, then Gaussian noise of std 0.01), and measure the
-accuracy (and the mean probability of the true class) of the UNCHANGED model. MoRF: lower is
-better; LeRF: higher is better.
+Protocol (Rong et al. 2022, and its reference code, tleemann/road_evaluation): rank the pixels of
+each test image by its attribution (channels summed), remove a fraction t of them, most relevant
+first (MoRF) or least relevant first (LeRF), impute the removed pixels with noisy linear imputation
+(``kernels.imputation.impute``: each removed pixel the weighted mean of its 8 neighbours, then
+Gaussian noise of std 0.01), and measure the accuracy (and the mean probability of the true class)
+of the UNCHANGED model. MoRF: lower is better; LeRF: higher is better.
 
 Choices, each a named parameter:
 
@@ -47,6 +47,9 @@ import torch
 from torch import nn
 
 from kernels import impute, mask_from_order, rank_order
+from suite.contract import CaseResult, Check, Picture
+from suite.figures import figure_rows
+from suite.methods.extract import split_attributions
 from suite.metrics.verdict import PerSeedCurves
 from suite.registry import MetricSpec, register_metric
 
@@ -69,6 +72,9 @@ ROAD = register_metric(MetricSpec(
     "most relevant pixels were imputed from their neighbours (MoRF), mean over the fractions "
     "(lower is better); the LeRF curve is recorded alongside",
     higher_is_better=False,
+    source='Rong, Leemann, Borisov, Kasneci, Kasneci 2022, ICML, arXiv 2202.00449',
+    score="mean accuracy, over the fractions, of the unchanged model on test images whose most "
+          "relevant pixels were imputed from their neighbours (MoRF; lower is better)",
     datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes"), "paper": None},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
     methods={"smoke": _SMOKE_METHODS, "small": _SMOKE_METHODS + ("smoothgrad", "ixg"),
@@ -230,12 +236,10 @@ def evaluate(ctx, ds, trained, method: str, *, order: str = "morf",
     (first seed's noise; one retraining per seed, cached as kind ``road``; recipe
     ``roar.retrain_spec`` unless ``train_spec``) and report its accuracy on the imputed test set.
     """
-    from suite.metrics.roar import attributions
-
     fractions = tuple(float(t) for t in (fractions or FRACTIONS[ctx.scale]))
     seeds = tuple(int(s) for s in (seeds if seeds is not None else ctx.seeds))
     splits = ("train", "test") if retrain else ("test",)
-    maps = maps or {s: attributions(ctx, ds, trained, method, s) for s in splits}
+    maps = maps or {s: split_attributions(ctx, ds, trained, method, s) for s in splits}
     fill = ds.channel_mean.numpy().astype(np.float64)
     v_test = pixel_values(maps["test"], method, aggregation)
     if not retrain:
@@ -280,7 +284,7 @@ def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, i
     from suite.artifacts import fit_cached
     from suite.methods import fingerprint
     from suite.methods.extract import result_spec
-    from suite.metrics.roar import retrain_spec
+    from suite.training import retrain_spec
 
     t0 = time.perf_counter()
     train_spec = train_spec or retrain_spec(ds.name, trained.model_name, ctx.scale)
@@ -314,14 +318,13 @@ def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, i
 
 # -- the case ---------------------------------------------------------------------------------
 
-def run_case(case, ds, trained, ctx, record) -> tuple[RoadResult, RoadResult]:
-    """What ``cases/test_road.py`` does: MoRF and LeRF of the method and of random; score = mean
-    MoRF accuracy, verdict against random's with the shared rule (the LeRF verdict is recorded,
-    not asserted); the oracle must beat random on MoRF by ``verdict.ORACLE_RULE``; the random
-    case checks that its MoRF and LeRF curves coincide within 0.1."""
-    from suite.metrics.roar import attributions, figure_rows
-    from suite.metrics.verdict import (assert_oracle, check_beats_random, compare_to_random,
-                                       oracle_check, record_verdict)
+def evaluate_case(case, ds, trained, ctx) -> CaseResult:
+    """The ROAD case: MoRF and LeRF of the method and of random; score = mean MoRF accuracy,
+    verdict against random's with the shared rule (the LeRF verdict is recorded, not asserted),
+    asserted as the method's role asks (``suite.roles``); the oracle must beat random on MoRF by
+    ``verdict.ORACLE_RULE``; the random case checks that its MoRF and LeRF curves coincide
+    within 0.1."""
+    from suite.metrics.verdict import compare_to_random, conclude, oracle_check, oracle_rule_check
 
     res = {o: evaluate(ctx, ds, trained, case.method, order=o) for o in ORDERS}
     rnd = res if case.method == "random" else {o: evaluate(ctx, ds, trained, "random", order=o)
@@ -342,36 +345,36 @@ def run_case(case, ds, trained, ctx, record) -> tuple[RoadResult, RoadResult]:
     # picture: the first test image, MoRF-removed at each fraction (noisy linear vs fixed fill)
     fr = res["morf"].fractions
     x0 = ds.x_test[:1].numpy()
-    v0 = pixel_values(attributions(ctx, ds, trained, case.method, "test")[:1], case.method, None)
+    v0 = pixel_values(split_attributions(ctx, ds, trained, case.method, "test")[:1], case.method,
+                      None)
     o0 = removal_orders(v0)["morf"]
     fill = ds.channel_mean.numpy().astype(np.float64)
     rows = {f"MoRF {imp}": [fill_removed(x0, removed_at(o0, t, x0.shape[2:]), imputation=imp,
                                          noise_std=NOISE_STD, seed=i, fill=fill)[0]
                             for i, t in enumerate(fr)] for imp in IMPUTATIONS}
-    record.figure(figure_rows(rows, fr, title=f"ROAD on {case.dataset} ({case.method})"),
-                  f"ROAD: one test image with its most relevant pixels imputed (noisy linear) "
-                  f"or set to the mean (fixed), per fraction ({case.method})")
+    picture = Picture(figure_rows(rows, fr, title=f"ROAD on {case.dataset} ({case.method})"),
+                      f"ROAD: one test image with its most relevant pixels imputed (noisy linear) "
+                      f"or set to the mean (fixed), per fraction ({case.method})")
     if case.method == "random":
-        record(score=res["morf"].score, higher_is_better=False, curves=curves,
-               details={**details, "check": "MoRF and LeRF curves within 0.1 of each other "
-                                            "(a random order has no preferred direction)"})
         m, lr = res["morf"].curve_mean(), res["lerf"].curve_mean()
-        assert np.all(np.abs(m - lr) <= 0.1), (
+        same = Check("random_curve", bool(np.all(np.abs(m - lr) <= 0.1)), (
             f"random ranking: MoRF {np.round(m, 3).tolist()} and LeRF {np.round(lr, 3).tolist()} "
-            "differ by more than 0.1; they should coincide up to noise")
-        return res["morf"], res["lerf"]
+            "differ by more than 0.1; they should coincide up to noise"))
+        return CaseResult(score=res["morf"].score, higher_is_better=False, curves=curves,
+                          details={**details, "check": "MoRF and LeRF curves within 0.1 of each "
+                                                       "other (a random order has no preferred "
+                                                       "direction)"},
+                          figures=[picture], checks=[same])
     verdict = compare_to_random(res["morf"].seed_scores(), rnd["morf"].seed_scores(),
                                 higher_is_better=False)
     lerf_v = compare_to_random(res["lerf"].seed_scores(), rnd["lerf"].seed_scores(),
                                higher_is_better=True)
     details["lerf_verdict"] = lerf_v.as_dict()
-    oracle = None
+    checks = []
     if case.method == "oracle":   # the benchmark's own check: if this fails, ROAD is broken
         oracle = oracle_check(res["morf"].score, rnd["morf"].score, chance=1.0 / ds.num_classes,
                               higher_is_better=False)
         details["oracle_check"] = oracle.as_dict()
-    record_verdict(record, verdict, curves=curves, details=details)
-    check_beats_random(case, verdict)
-    if oracle is not None:
-        assert_oracle(case, oracle, "ROAD-MoRF")
-    return res["morf"], res["lerf"]
+        checks.append(oracle_rule_check(case, oracle, "ROAD-MoRF"))
+    return conclude(case, verdict, curves=curves, details=details, figures=[picture],
+                    checks=checks)

@@ -1,11 +1,11 @@
 """ROAR and KAR (Hooker, Erhan, Kindermans, Kim, NeurIPS 2019, arXiv 1806.10758).
 
-Protocol (PROTOCOLS.md): attributions of the trained base model for EVERY training and test image
-(target = the model's predicted class, cached by ``extract_cached``); for each fraction t, replace
-the top ``floor(t * P)`` inputs by the per-channel training mean (``mode="remove"``, ROAR) or keep
-them and replace the rest (``mode="keep"``, KAR); retrain the same architecture from scratch on
-the modified training set, one retraining per seed, and report its accuracy on the modified test
-set. Lower accuracy is better for ROAR, higher for KAR.
+Protocol (as Hooker et al. 2019 describe it): attributions of the trained base model for EVERY
+training and test image (target = the model's predicted class, cached by ``extract_cached``); for
+each fraction t, replace the top ``floor(t * P)`` inputs by the per-channel training mean
+(``mode="remove"``, ROAR) or keep them and replace the rest (``mode="keep"``, KAR); retrain the
+same architecture from scratch on the modified training set, one retraining per seed, and report
+its accuracy on the modified test set. Lower accuracy is better for ROAR, higher for KAR.
 
 Choices, each a named parameter:
 
@@ -27,34 +27,30 @@ Choices, each a named parameter:
 
 The benchmark's own check (the ``oracle`` case, on datasets with object masks): the ground-truth
 mask must beat random by a wide margin (``verdict.ORACLE_RULE``). With the mean fill the removed
-object leaves a hole of its shape that the retrained model learns to read (shapes, smoke, 3 seeds:
-oracle accuracy 0.27-0.39 at t = 0.1 with the mean fill, 0.23-0.24 with noisy linear fill, chance
-0.2), so the rule is asserted on the leakage-free fill and the mean-fill gap is recorded beside it
-(see ``_oracle_check``).
-
-The same leakage explains a finding of the small bench: on digits (white strokes on black), the
-mean-gray fill of the removed stroke pixels redraws the digit, so precise maps are punished.
-Measured (digits, simplecnn, small scale, seed 0, mean accuracy over the 5 fractions, lower is
-better): random 0.901, SmoothGrad-Squared 0.954, VarGrad 0.944 with the mean fill (both lose to
-random, against Hooker et al.); with the noisy linear fill random 0.942, SmoothGrad-Squared 0.910,
-VarGrad 0.928 (both beat random, as published). The verdicts stay as measured (the protocol's
-fill); ``suite.metrics.road.evaluate(..., retrain=True)`` runs the leakage-free variant.
+object leaves a hole of its shape that a retrained model can learn to read, so the rule is
+asserted on the leakage-free fill and the mean-fill gap is recorded beside it (see
+``_oracle_check``; the measurements behind this choice, and the digits finding the same leakage
+explains, are in FINDINGS.md, "ROAR's mean fill leaks the removed shape").
 """
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from kernels import fraction_to_count, rank_and_mask
+from suite.contract import CaseResult, Check, Picture
+from suite.figures import figure_rows
 from suite.metrics.expectations import expect_failure
 from suite.metrics.verdict import PerSeedCurves
+from suite.methods.extract import split_attributions
 from suite.registry import MetricSpec, register_metric
-from suite.specs import TrainSpec, check_scale
+from suite.specs import TrainSpec
+from suite.training import RETRAIN_EPOCHS, retrain_spec  # noqa: F401  (the retraining recipe)
 
 log = logging.getLogger("saliencybench")
 
@@ -63,10 +59,6 @@ GRANULARITIES = ("pixel", "element")
 #: fractions per scale: the paper's five; three at smoke scale (CI time)
 FRACTIONS = {"smoke": (0.1, 0.5, 0.9), "small": (0.1, 0.3, 0.5, 0.7, 0.9),
              "paper": (0.1, 0.3, 0.5, 0.7, 0.9)}
-#: retraining epochs per scale and dataset ("*": any; None: the base recipe's). Smoke retrains
-#: for 4 epochs instead of 8 (6 on shapes, where 4 leave every retrained model near chance);
-#: small for 8 instead of 15 (the ~6 minute budget of a first `make bench`); paper: the recipe
-RETRAIN_EPOCHS = {"smoke": {"*": 4, "shapes": 6}, "small": {"*": 8}, "paper": {"*": None}}
 #: at smoke scale these datasets run only these methods (CI time); the others are skipped with
 #: a reason. shapes keeps the benchmark's own check: the oracle must beat random.
 SMOKE_ONLY = {"roar": {"shapes": ("random", "oracle")}}
@@ -89,7 +81,9 @@ _SMALL_METHODS = ("random", "sobel", "gradient", "intgrad", "smoothgrad", "sgsqu
 ROAR = register_metric(MetricSpec(
     "roar", description="RemOve And Retrain: accuracy of a model retrained on images whose most "
     "important inputs were replaced by the channel mean, mean over fractions (lower is better)",
-    higher_is_better=False,
+    higher_is_better=False, skip=lambda case: skip_reason(case), source=_HOOKER,
+    score="mean test accuracy, over the fractions, of models retrained with each image's most "
+          "important inputs replaced by the channel mean (lower is better)",
     datasets={"smoke": ("digits", "shapes"), "small": ("digits",), "paper": None},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
     methods={"smoke": _SMOKE_METHODS, "small": _SMALL_METHODS, "paper": None}))
@@ -97,7 +91,9 @@ ROAR = register_metric(MetricSpec(
 KAR = register_metric(MetricSpec(
     "kar", description="Keep And Retrain: accuracy of a model retrained on images keeping only "
     "their most important inputs, mean over fractions (higher is better)",
-    higher_is_better=True,
+    higher_is_better=True, skip=lambda case: skip_reason(case), source=_HOOKER,
+    score="mean test accuracy, over the fractions, of models retrained on images keeping only "
+          "their most important inputs (higher is better)",
     datasets={"smoke": ("digits",), "small": ("digits",), "paper": None},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
     methods={"smoke": _SMOKE_METHODS, "small": _SMALL_METHODS, "paper": None}))
@@ -124,12 +120,8 @@ for _m, _base in (("sg_ig", "integrated gradients"), ("sg_gbp", "guided backprop
 # estimators" (Sec. 6.3, Fig. 5) but its Table 2 has GRAD, IG and GB above random under KAR
 # (ImageNet, keep 10%: 67.63, 70.38, 71.03 vs 63.60), so failing to beat random is not expected.
 
-for _metric in ("roar", "kar"):
-    expect_failure(_metric, "sobel", reason="sobel is a model-independent control ranking (edges of "
-                   "the input); nothing requires it to beat a random ranking",
-                   source=_HOOKER + ", Sec. 4.1 (control variants: a lower bound, independent of "
-                   "the model) and Table 2 (under ROAR Sobel degrades accuracy less than random "
-                   "at every threshold, e.g. ImageNet t = 0.9: 65.94 vs 63.53)")
+# sobel: no rows. It is the model-independent control, whose comparison with random no case
+# asserts (``suite.roles``, which cites Hooker et al.'s Table 2 for it).
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -207,28 +199,6 @@ def masked(images: np.ndarray | torch.Tensor, values: np.ndarray, t: float, fill
     return rank_and_mask(x, values, t, f, mode=mode, granularity=granularity)
 
 
-def retrain_spec(dataset: str, model: str, scale: str) -> TrainSpec:
-    """The retraining recipe: the base recipe, with ``RETRAIN_EPOCHS[scale]`` epochs when set."""
-    from suite.training import recipe
-
-    spec = recipe(dataset, model, check_scale(scale)).train
-    table = RETRAIN_EPOCHS[scale]
-    epochs = table.get(dataset, table["*"])
-    return replace(spec, epochs=epochs) if epochs else spec
-
-
-def attributions(ctx, ds, trained, method: str, split: str) -> np.ndarray:
-    """Cached raw maps of ``method`` for every image of ``split`` (target: predicted class)."""
-    from suite.methods import extract_cached, method_params
-
-    x, y, masks = ds.split(split)
-    a, _ = extract_cached(ctx.cache, model_key=trained.key, model=trained.model,
-                          model_name=trained.model_name, method_name=method, x=x, split=split,
-                          labels=y, masks=masks, target="predicted", device=ctx.device,
-                          seed=ctx.seeds[0], params=method_params(method, ctx.scale))
-    return a
-
-
 # -- the metric -------------------------------------------------------------------------------
 
 def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
@@ -258,7 +228,7 @@ def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
 
     t0 = time.perf_counter()
     if maps is None:
-        maps = {s: attributions(ctx, ds, trained, method, s) for s in ("train", "test")}
+        maps = {s: split_attributions(ctx, ds, trained, method, s) for s in ("train", "test")}
     c = ds.in_shape[0]
     values = {s: ranking_values(maps[s], method, granularity, aggregation=how, channels=c)
               for s in ("train", "test")}
@@ -302,51 +272,29 @@ def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
                       built, Timings(t_attr, t_mask, t_train))
 
 
-def check_random_curve(result: RoarResult, tol: float = RANDOM_MONOTONE_TOL) -> None:
+def random_curve_checks(result: RoarResult, tol: float = RANDOM_MONOTONE_TOL) -> list[Check]:
     """The random control's sanity check: its ROAR accuracy is non-increasing in t (KAR:
     non-decreasing), each step allowed ``tol + 2 * std`` (std over seeds) of slack, and in [0, 1]."""
     m, s = result.curve_mean(), result.curve_std()
     sign = 1.0 if result.mode == "remove" else -1.0
+    checks = []
     for i in range(len(m) - 1):
         rise = sign * (m[i + 1] - m[i])
         slack = tol + 2 * max(s[i], s[i + 1])
-        assert rise <= slack, (
+        checks.append(Check("random_curve", rise <= slack, (
             f"random control's {'ROAR' if sign > 0 else 'KAR'} curve is not monotone within "
             f"{slack:.3f}: accuracy {m[i]:.3f} at t={result.fractions[i]} then {m[i + 1]:.3f} at "
-            f"t={result.fractions[i + 1]}")
-    assert np.all((m >= 0) & (m <= 1)), f"accuracies outside [0, 1]: {m}"
+            f"t={result.fractions[i + 1]}")))
+    checks.append(Check("random_curve", bool(np.all((m >= 0) & (m <= 1))),
+                        f"accuracies outside [0, 1]: {m}"))
+    return checks
 
 
 # -- the case ---------------------------------------------------------------------------------
 
-def figure_rows(rows: dict[str, list[np.ndarray]], fractions: Sequence[float], *,
-                title: str = "", cell: float = 1.1):
-    """A Figure: one row per label, one column per fraction, each cell a (C, H, W) image."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(cell * len(fractions) + 0.8, cell * len(rows) + 0.4))
-    axes = fig.subplots(len(rows), len(fractions), squeeze=False)
-    for r, (label, imgs) in enumerate(rows.items()):
-        for col, (t, img) in enumerate(zip(fractions, imgs)):
-            ax = axes[r][col]
-            a = np.asarray(img, dtype=np.float64)
-            if a.shape[0] == 1:
-                ax.imshow(a[0], cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.imshow(np.clip(a.transpose(1, 2, 0), 0, 1))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"t={t:g}", fontsize=8)
-            if col == 0:
-                ax.set_ylabel(label, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return fig
-
-
 def skip_reason(case) -> str | None:
-    """Why a collected case is skipped at this scale (``SMOKE_ONLY``), or None."""
+    """Why a case is skipped at its scale (``SMOKE_ONLY``), or None: a collection-time skip
+    (``MetricSpec.skip``), so nothing is trained for it."""
     only = SMOKE_ONLY.get(case.metric, {}).get(case.dataset) if case.scale == "smoke" else None
     if only is not None and case.method not in only:
         return (f"{case.metric} on {case.dataset} runs only {', '.join(only)} at smoke scale "
@@ -354,13 +302,14 @@ def skip_reason(case) -> str | None:
     return None
 
 
-def run_case(case, ds, trained, ctx, record, *, mode: str) -> RoarResult:
-    """What ``cases/test_roar.py`` and ``cases/test_kar.py`` do: evaluate the case's method and
-    the random control (same cached machinery), record curves, score, baseline, verdict and a
-    picture, then apply the shared beat-random check (the random case checks its own curve)."""
-    from suite.metrics.verdict import (assert_oracle, check_beats_random, compare_to_random,
-                                       record_verdict)
+def evaluate_case(case, ds, trained, ctx) -> CaseResult:
+    """The ROAR or KAR case (``case.metric``): the case's method and the random control (same
+    cached machinery), curves, score, baseline, verdict and a picture; "beats random" as the
+    method's role asks (``suite.roles``); the random case checks its own curve (monotone), the
+    oracle case the oracle rule."""
+    from suite.metrics.verdict import compare_to_random, conclude, oracle_rule_check
 
+    mode = MODES[case.metric]
     res = evaluate(ctx, ds, trained, case.method, mode=mode)
     rnd = res if case.method == "random" else evaluate(ctx, ds, trained, "random", mode=mode)
     curves = [res.curve(case.method)] + ([rnd.curve("random")] if rnd is not res else [])
@@ -381,42 +330,40 @@ def run_case(case, ds, trained, ctx, record, *, mode: str) -> RoarResult:
     for label, meth in ((case.method, case.method), ("random", "random")):
         if label in rows:
             continue
-        a = attributions(ctx, ds, trained, meth, "test")[:1]
+        a = split_attributions(ctx, ds, trained, meth, "test")[:1]
         v = ranking_values(a, meth, res.granularity, aggregation=None if meth != case.method
                            else res.aggregation, channels=ds.in_shape[0])
         rows[label] = [masked(x0, v, t, fill, mode=mode, granularity=res.granularity)[0]
                        for t in res.fractions]
-    record.figure(figure_rows(rows, res.fractions, title=f"{name} on {case.dataset}: a test image "
-                              f"with the {'top' if mode == 'remove' else 'bottom'} t replaced"),
-                  f"{name}: one test image masked at each fraction ({case.method} and random)")
+    picture = Picture(figure_rows(rows, res.fractions, title=f"{name} on {case.dataset}: a test "
+                                  f"image with the {'top' if mode == 'remove' else 'bottom'} t "
+                                  "replaced"),
+                      f"{name}: one test image masked at each fraction ({case.method} and random)")
     if case.method == "random":
-        record(score=res.score, higher_is_better=res.higher_is_better, curves=curves,
-               details={**details, "check": f"monotone within {RANDOM_MONOTONE_TOL} + 2 std"})
-        check_random_curve(res)
-        return res
+        return CaseResult(score=res.score, higher_is_better=res.higher_is_better, curves=curves,
+                          details={**details, "check": f"monotone within {RANDOM_MONOTONE_TOL} + "
+                                                       "2 std"},
+                          figures=[picture], checks=random_curve_checks(res))
     verdict = compare_to_random(res.seed_scores(), rnd.seed_scores(),
                                 higher_is_better=res.higher_is_better)
-    oracle = None
+    checks = []
     if case.method == "oracle" and mode == "remove":   # the benchmark's own check (ROAR)
         oracle, extra = _oracle_check(ctx, ds, trained, res, rnd)
         details.update(extra)
         curves += extra.pop("_curves")
-    record_verdict(record, verdict, curves=curves, details=details)
-    check_beats_random(case, verdict)
-    if oracle is not None:
-        assert_oracle(case, oracle, f"{name} with the noisy linear fill (leakage-free)")
-    return res
+        checks.append(oracle_rule_check(case, oracle, f"{name} with the noisy linear fill "
+                                                      "(leakage-free)"))
+    return conclude(case, verdict, curves=curves, details=details, figures=[picture],
+                    checks=checks)
 
 
 def _oracle_check(ctx, ds, trained, res: RoarResult, rnd: RoarResult):
     """The oracle check of ``ORACLE_RULE`` (``suite.metrics.verdict``) for ROAR.
 
     With the protocol's mean fill, a removed object leaves a hole of its own shape, which a
-    retrained model can learn to classify (the leakage Rong et al. 2022 describe). Measured on
-    shapes at smoke scale, 3 seeds: the oracle's accuracy at t = 0.1 is 0.27-0.39 with the mean
-    fill and 0.23-0.24 (chance 0.2) with the noisy linear fill; the random ranking is the same
-    under both fills. So the wide-margin assertion is made on the same retraining protocol with
-    the leakage-free fill (``road.evaluate(..., retrain=True)``, same fractions and seeds), and the
+    retrained model can learn to classify (the leakage Rong et al. 2022 describe; measured in
+    FINDINGS.md). So the wide-margin assertion is made on the same retraining protocol with the
+    leakage-free fill (``road.evaluate(..., retrain=True)``, same fractions and seeds), and the
     mean-fill gap is recorded next to it (and the mean-fill case must still beat random).
     """
     from suite.metrics import road

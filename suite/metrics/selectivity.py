@@ -31,6 +31,9 @@ METRIC = register_metric(MetricSpec(
     "recompute the attribution, repeat; area under the class-score curve (lower is better), "
     "relative to a random order",
     higher_is_better=False,
+    source='Montavon, Samek, Mueller 2018, Digital Signal Processing 73, arXiv 1706.07979',
+    score="area under the class-score curve as the most relevant patch is removed and the map "
+          "recomputed, step by step, mean over images (lower is better)",
     datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": SMOKE_METHODS,
@@ -128,7 +131,8 @@ def method_attributor(method: str, model: nn.Module, model_name: str, *, scale: 
     return attribute
 
 
-def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
+def evaluate_case(case, dataset, trained, ctx, **overrides):
+    """The case's ``suite.contract.CaseResult`` (``overrides``: settings over the scale's)."""
     p = {**PARAMS[ctx.scale], **overrides}
     h, w = dataset.in_shape[1:]
     r = p.get("r") or pt.region_size(min(h, w))
@@ -153,13 +157,14 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
                              [shots[k] for k in keep] if seed == ctx.seeds[0] else None)
 
     frac = np.arange(steps + 1) / n_regions
-    result = pt.run_case(case, dataset, trained, ctx, run_seed=run_seed, higher_is_better=False,
+    result = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(
+        run_seed, higher_is_better=False,
                          curve_specs=(("sel", "selectivity"), ("acc", "accuracy")), x_axis=frac,
                          x_label="fraction of patches removed",
                          y_label=f"class {p['score']} (accuracy: fraction still predicted)",
                          n_images=p["n_images"], params=p,
                          figure_title=f"selectivity ({r}x{r} patches to the channel mean, maps "
-                                      "recomputed)")
+                                      "recomputed)"))
     # the accuracy curve beside the class score: the fraction of images still classified as their
     # originally predicted class after each removal (mean over seeds), the method's and random's
     result.details["accuracy_curve"] = {
@@ -167,4 +172,5 @@ def evaluate_case(case, dataset, trained, ctx, **overrides) -> pt.CaseResult:
         "y": {c["label"][:-len(" accuracy")]: c["y"] for c in result.curves
               if c["label"].endswith(" accuracy")},
         "y_label": "accuracy w.r.t. the originally predicted class"}
-    return result
+    return pt.conclude(case, result, what=" (selectivity area)",
+                       picture=f"{case.id}: image 0 as patches are removed ({case.method} vs random)")

@@ -10,9 +10,11 @@ Rule (documented, tested): with per-seed scores s (method) and r (random control
     beats     = advantage > margin
 
 So with one seed a method must beat random by a relative margin (2% by default); with several
-seeds it must also clear two standard errors of the difference. A case whose method does not beat
-random fails, unless the expectation table (``suite.metrics.expectations``) lists the combination
-as a published expected failure, in which case it is an xfail (and an xpass if it starts to win).
+seeds it must also clear two standard errors of the difference. Whether a case asserts it is the
+method's role (``suite.roles``: methods and the oracle do, the sobel control does not). A case
+whose method does not beat random fails, unless the expectation table
+(``suite.metrics.expectations``) lists the combination as a published expected failure, in which
+case it is an xfail (and an xpass if it starts to win).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from suite.contract import CaseResult, Check, Picture
 
 RULE = ("beats random when sign*(mean - mean_random) > max(abs_margin, rel_margin*|mean_random|, "
         "n_sigma*sqrt(var/n + var_random/n_random))")
@@ -94,29 +98,41 @@ def compare_to_random(scores: Sequence[float], random_scores: Sequence[float], *
                    len(scores), len(random_scores))
 
 
-def record_verdict(record, verdict: Verdict, *, curves: list[dict] | None = None,
-                   details: dict | None = None) -> None:
-    """Hand score, baseline, beats_baseline (and curves, details) to the report."""
-    record(score=verdict.score, higher_is_better=verdict.higher_is_better,
-           baseline={"method": "random", "score": verdict.baseline},
-           beats_baseline=verdict.beats, curves=curves,
-           details={"score_std": verdict.score_std, "baseline_std": verdict.baseline_std,
-                    "advantage": verdict.advantage, "margin": verdict.margin,
-                    "verdict_rule": RULE, **(details or {})})
+def verdict_details(verdict: Verdict) -> dict[str, Any]:
+    """The verdict's numbers for a case's details (what the report shows beside the score)."""
+    return {"score_std": verdict.score_std, "baseline_std": verdict.baseline_std,
+            "advantage": verdict.advantage, "margin": verdict.margin, "verdict_rule": RULE}
 
 
-def check_beats_random(case, verdict: Verdict, *, what: str = "") -> None:
-    """Fail the case (AssertionError with the numbers) unless its method beats random.
+def beats_random_check(case, verdict: Verdict, *, what: str = "") -> Check:
+    """The check "the case's method beats random", with the numbers in its message.
 
     Expected failures are not handled here: the plugin marks them xfail at collection from the
-    expectation table, so this assertion failing makes them xfailed, and passing, xpassed.
+    expectation table, so this check failing makes them xfailed, and passing, xpassed.
     """
     direction = "higher" if verdict.higher_is_better else "lower"
-    assert verdict.beats, (
+    return Check("beats_random", verdict.beats, (
         f"{case.method} does not beat the random baseline under {case.metric}{what} on "
         f"{case.dataset}/{case.model}: score {verdict.score:.4g} vs random {verdict.baseline:.4g} "
         f"({direction} is better; advantage {verdict.advantage:.4g} <= required margin "
-        f"{verdict.margin:.4g})")
+        f"{verdict.margin:.4g})"))
+
+
+def conclude(case, verdict: Verdict, *, curves: Sequence[dict] = (), details: dict | None = None,
+             figures: Sequence[Picture] = (), what: str = "",
+             checks: Sequence[Check] = ()) -> CaseResult:
+    """The result of a case whose method was compared with random: score, baseline and verdict
+    recorded; "beats random" asserted when the method's role asks for it (``suite.roles``), then
+    ``checks`` (e.g. the oracle rule). Not for the random case itself (its metric's own check)."""
+    from suite import roles
+
+    asserted = [beats_random_check(case, verdict, what=what)] if roles.must_beat_random(
+        case.method) else []
+    return CaseResult(score=verdict.score, higher_is_better=verdict.higher_is_better,
+                      baseline={"method": "random", "score": verdict.baseline},
+                      beats_baseline=verdict.beats, curves=curves,
+                      details={**verdict_details(verdict), **(details or {})}, figures=figures,
+                      checks=[*asserted, *checks])
 
 
 # -- the benchmark's own check: the ground-truth oracle -----------------------------------------
@@ -165,10 +181,10 @@ def oracle_check(oracle_score: float, random_score: float, *, chance: float,
                        float(closed), bool(closed >= min_gap_closed and advantage >= min_advantage))
 
 
-def assert_oracle(case, check: OracleCheck, what: str) -> None:
-    """Fail the oracle case (AssertionError with the numbers) when ``check`` does not pass."""
-    assert check.passes, (
+def oracle_rule_check(case, check: OracleCheck, what: str) -> Check:
+    """The oracle case's check of ``ORACLE_RULE``, with the numbers in its message."""
+    return Check("oracle", check.passes, (
         f"oracle check failed under {what} on {case.dataset}/{case.model}: oracle {check.oracle:.4g} "
         f"vs random {check.random:.4g} (chance {check.chance:.3g}): advantage "
         f"{check.advantage:.4g}, gap to chance closed {check.gap_closed:.0%}. {ORACLE_RULE}; "
-        "failing it means the metric is broken, not the oracle")
+        "failing it means the metric is broken, not the oracle"))

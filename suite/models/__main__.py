@@ -3,7 +3,8 @@ file in torch's hub cache and whether it is present)."""
 from __future__ import annotations
 
 from suite.models import pretrained as P
-from suite.registry import MODELS, load_builtins
+from suite.registry import MODELS
+from suite.matrix import load_builtins
 
 
 def main() -> None:
