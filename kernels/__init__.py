@@ -23,7 +23,7 @@ from .perturbation import (
     uniform_fill,
 )
 from .ranking import rank_order, rank_positions
-from .similarity import hog_features, hog_pearson, sobel_edges, spearman, ssim
+from .similarity import hog_features, hog_pearson, spearman, ssim
 
 __all__ = [
     "rank_order",
@@ -43,5 +43,4 @@ __all__ = [
     "ssim",
     "hog_features",
     "hog_pearson",
-    "sobel_edges",
 ]

@@ -20,9 +20,10 @@ Contract:
   Pearson correlation of the feature vectors of each pair (NaN if one vector is constant, e.g.
   a constant map).  ``pixels_per_cell`` must be even.  skimage accumulates cell histograms in float32; we use float64, so features
   agree to ~1e-6 relative and the Pearson value to better than 1e-5.
-* :func:`sobel_edges`: per-channel Sobel gradient magnitude ``hypot(sobel_rows, sobel_cols)``
-  of ``(N, C, H, W)`` images, as ``scipy.ndimage.sobel`` with the same boundary ``mode``, then
-  reduced over channels by ``"sum"`` (default) or ``"max"``; returns ``(N, H, W)`` float64.
+* :func:`sobel_edges_ref` (numpy only, a test oracle): per-channel Sobel gradient magnitude
+  ``hypot(sobel_rows, sobel_cols)`` as ``scipy.ndimage.sobel``, reduced over channels. The suite's
+  sobel control computes it in torch (``suite.methods.controls.sobel_magnitude``); the jitted
+  copy that nothing called was removed.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ __all__ = [
     "spearman", "spearman_ref",
     "ssim", "ssim_ref",
     "hog_features", "hog_features_ref", "hog_pearson", "hog_pearson_ref",
-    "sobel_edges", "sobel_edges_ref",
+    "sobel_edges_ref",
 ]
 
 
@@ -1009,52 +1010,6 @@ class MapSimilarity:
 _SOBEL_MODES = ("reflect", "nearest", "mirror", "constant")
 
 
-@numba.njit(cache=True)
-def _bidx(i, n, mode):
-    # Index of i in [-1, n] under the boundary mode; -1 means the constant 0.
-    if 0 <= i < n:
-        return i
-    if mode == 3:
-        return -1
-    if mode == 2 and n > 1:  # mirror: d c b | a b c d -> reflect about the edge pixel
-        return 1 if i < 0 else n - 2
-    return 0 if i < 0 else n - 1  # reflect and nearest agree for a 3-tap filter
-
-
-@numba.njit(cache=True)
-def _at(img, y, x, h, w, mode):
-    yy = _bidx(y, h, mode)
-    xx = _bidx(x, w, mode)
-    if yy < 0 or xx < 0:
-        return 0.0
-    return img[yy, xx]
-
-
-@numba.njit(cache=True, parallel=True)
-def _sobel_nb(images, mode, use_max):
-    n, c, h, w = images.shape
-    out = np.zeros((n, h, w), dtype=np.float64)
-    for i in numba.prange(n):
-        for ch in range(c):
-            img = images[i, ch]
-            for y in range(h):
-                for x in range(w):
-                    # derivative along rows (axis -2) smoothed along columns, and vice versa
-                    gy = 0.0
-                    gx = 0.0
-                    for d in range(-1, 2):
-                        s = 2.0 if d == 0 else 1.0
-                        gy += s * (_at(img, y + 1, x + d, h, w, mode) - _at(img, y - 1, x + d, h, w, mode))
-                        gx += s * (_at(img, y + d, x + 1, h, w, mode) - _at(img, y + d, x - 1, h, w, mode))
-                    mag = math.hypot(gx, gy)
-                    if use_max:
-                        if ch == 0 or mag > out[i, y, x]:
-                            out[i, y, x] = mag
-                    else:
-                        out[i, y, x] += mag
-    return out
-
-
 def sobel_edges_ref(images, reduce: str = "sum", mode: str = "reflect") -> np.ndarray:
     """Reference: ``scipy.ndimage.sobel`` per channel along both axes, hypot, then sum/max."""
     import scipy.ndimage as ndi
@@ -1067,16 +1022,3 @@ def sobel_edges_ref(images, reduce: str = "sum", mode: str = "reflect") -> np.nd
         for c in range(x.shape[1]):
             mag[i, c] = np.hypot(ndi.sobel(x[i, c], axis=-1, mode=mode), ndi.sobel(x[i, c], axis=-2, mode=mode))
     return mag.sum(axis=1) if reduce == "sum" else mag.max(axis=1)
-
-
-def sobel_edges(images, reduce: str = "sum", mode: str = "reflect") -> np.ndarray:
-    """Sobel edge magnitude map ``(N, H, W)`` float64 of ``(N, C, H, W)`` images.
-
-    Per channel ``hypot(sobel along W, sobel along H)`` with scipy.ndimage's boundary ``mode``
-    ("reflect" default, "nearest", "mirror", "constant" with cval 0), then the ``"sum"`` or
-    ``"max"`` over channels.
-    """
-    check_choice(reduce, "reduce", ("sum", "max"))
-    check_choice(mode, "mode", _SOBEL_MODES)
-    x = as_array(images, "images", ndim=4)
-    return _sobel_nb(np.ascontiguousarray(x, dtype=np.float64), _SOBEL_MODES.index(mode), reduce == "max")
