@@ -102,7 +102,8 @@ def test_user_project_runs_the_cases_through_the_public_api(tmp_path):
     assert acc and acc[0]["outcome"] == "passed"
     # the README's toy metric (one module, a three-line case): both its cases ran, through judge
     conc = {c["method"]: c for c in results["cases"] if c["metric"] == "concentration"}
-    assert sorted(conc) == ["gradient", "random"], sorted(conc)
+    # its own methods, plus the user's method, which joins every metric it is valid for
+    assert sorted(conc) == ["edgegrad", "gradient", "random"], sorted(conc)
     for c in conc.values():
         assert c["outcome"] == "passed" and c["higher_is_better"] is True
         assert c["baseline"]["method"] == "random" and c["details"]["n_images"] == 16
