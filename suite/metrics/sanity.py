@@ -195,6 +195,10 @@ def normalize_maps(attr: np.ndarray | torch.Tensor, aggregation: str) -> np.ndar
     """(N, C, H, W) maps -> (N, H, W) float32, channels pooled by ``aggregation``, each map
     divided by its maximum absolute value (an all-zero map stays zero).
 
+    The pooling applies to one-channel maps too (``suite.methods.aggregate``): "abs_sum", "l2"
+    and "linf" of one channel are its absolute value, "sum" is the identity. (Before
+    SANITY_VERSION 2 one-channel maps skipped it and stayed signed.)
+
     float32 throughout, the precision of the attributions themselves; the similarity kernels
     widen it exactly to float64, and the ranks sort on the 32 significant bits (about half the
     radix passes of full float64 keys)."""
@@ -203,10 +207,7 @@ def normalize_maps(attr: np.ndarray | torch.Tensor, aggregation: str) -> np.ndar
     a = attr.detach().cpu().numpy() if isinstance(attr, torch.Tensor) else np.asarray(attr)
     if a.ndim != 4:
         raise ValueError(f"normalize_maps expects (N, C, H, W), got shape {a.shape}")
-    a = a.astype(np.float32, copy=False)
-    if a.shape[1] > 1:
-        a = aggregate(a, aggregation)
-    a = a[:, 0]
+    a = aggregate(a.astype(np.float32, copy=False), aggregation)[:, 0]
     scale = np.abs(a).reshape(len(a), -1).max(axis=1)
     scale[scale == 0] = 1.0
     return a / scale[:, None, None]
@@ -456,7 +457,7 @@ def _evaluate(test: str, model: nn.Module, model_name: str, method: str, x: torc
 
 
 #: bump when the meaning of a cached SanityResult changes (steps, normalisation, measures)
-SANITY_VERSION = 1
+SANITY_VERSION = 2  # 2: one-channel maps pooled too (normalize_maps)
 
 
 def cached(ctx, trained, test: str, method: str, x: torch.Tensor, labels: torch.Tensor,
@@ -582,8 +583,8 @@ def efficient_mprt(model: nn.Module, model_name: str, method: str, x: torch.Tens
                    n_bins: int = 100, smooth: tuple[int, float] | None = None) -> EfficientMPRTResult:
     """Efficient MPRT: only two model states, the trained model and the fully randomized one (every
     declared layer re-initialised, the cascading test's last step). Maps are pooled over channels
-    by the method's default aggregation (signed, as Quantus's EfficientMPRT with abs=False); the
-    entropy is invariant to their scale. ``smooth``: as in :func:`cascading_randomization`."""
+    by the method's default aggregation, one-channel maps included (no further |.|, as Quantus's
+    EfficientMPRT with abs=False); the entropy is invariant to their scale. ``smooth``: as in :func:`cascading_randomization`."""
     from suite.methods import default_aggregation
     from suite.training import predict
 
