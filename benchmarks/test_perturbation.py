@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from kernels.perturbation import perturbation_steps_ref
+from kernels.perturbation import perturbation_steps_ref, top_region
 from suite.data.shapes import generate
 from suite.methods import aggregate, explain
 from suite.metrics import perturbation as pt
@@ -126,7 +126,7 @@ def _recomputed_gradient(model):
 
 def reference_selectivity(model, x_np, y, r, n_steps, baseline=0.0):
     """The plain loop: recompute the map, remove the unremoved patch of largest relevance sum
-    (first maximum), score; per step."""
+    (first maximum; exact ties by the seeded tie order), score; per step."""
     cur = x_np.copy()
     n, c, h, w = cur.shape
     nh, nw = h // r, w // r
@@ -136,7 +136,7 @@ def reference_selectivity(model, x_np, y, r, n_steps, baseline=0.0):
         a = aggregate(explain("gradient", model, torch.from_numpy(cur), y), "abs_sum")[:, 0].numpy()
         sums = a.reshape(n, nh, r, nw, r).astype(np.float64).sum((2, 4)).reshape(n, -1)
         sums[removed] = -np.inf
-        for i, p in enumerate(np.argmax(sums, 1)):
+        for i, p in enumerate(top_region(sums)):  # first maximum, exact ties seeded (the suite's rule)
             removed[i, p] = True
             cur[i, :, (p // nw) * r:(p // nw + 1) * r, (p % nw) * r:(p % nw + 1) * r] = baseline
         scores.append(pt.class_scores(model, torch.from_numpy(cur), y, "logit").double().numpy())

@@ -20,6 +20,7 @@ from .perturbation import (
     perturbation_steps,
     region_order,
     region_sums,
+    top_region,
     uniform_fill,
 )
 from .ranking import rank_order, rank_positions
@@ -35,6 +36,7 @@ __all__ = [
     "rank_and_mask",
     "region_sums",
     "region_order",
+    "top_region",
     "uniform_fill",
     "perturb_regions",
     "perturbation_steps",

@@ -9,9 +9,10 @@ Contract:
   ``granularity="element"``: P = C*H*W, each entry ``e = c*H*W + h*W + w`` is replaced alone.
 * Replaced inputs take the per-channel ``fill`` value (shape (C,), or a scalar for all channels),
   e.g. the per-channel dataset mean.
-* The order of the top inputs comes from :mod:`kernels.ranking` (descending, ties by ascending
-  flat index); :func:`rank_and_mask` selects exactly the same k inputs as
-  ``rank_order`` + :func:`mask_images`, in one parallel pass.
+* The order of the top inputs comes from :mod:`kernels.ranking` (descending, exact ties in the
+  seeded random order of ``(tie_seed, image id)``; ``tie_seed=None``: ascending flat index);
+  :func:`rank_and_mask` selects exactly the same k inputs as ``rank_order`` + :func:`mask_images`,
+  in one parallel pass.
 * Outputs are new arrays with the dtype of ``images`` (float32 or float64); inputs are unchanged.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numba
 import numpy as np
 
 from ._validate import as_array, check_choice, check_seed, fraction_to_count
-from .ranking import _check_order, flatten_for_ranking
+from .ranking import TIE_SEED, _check_order, check_ties, flatten_for_ranking, rank_order_ref
 
 __all__ = [
     "fraction_to_count",
@@ -122,8 +123,89 @@ def _radix_argsort(keys, idx, tmp):
 
 
 @numba.njit(cache=True)
-def _top_k_flags(values, k, flags):
-    # flags[j] = True for the first k inputs of the stable descending order (ties by index).
+def _h32(x):
+    # A 32-bit integer hash (Wellons' "lowbias32"), on uint64 holding 32-bit values: every
+    # product is below 2**64, so nothing overflows (jitted or not).
+    m = np.uint64(0xFFFFFFFF)
+    x = x & m
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & m
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & m
+    return x ^ (x >> np.uint64(16))
+
+
+@numba.njit(cache=True)
+def _tie_base(seed, image_id):
+    # The key of one image's tie priorities, from (seed, image id) (64-bit ints, split in halves).
+    s = np.uint64(seed)
+    d = np.uint64(image_id)
+    lo = np.uint64(0xFFFFFFFF)
+    k = _h32(_h32((s & lo) ^ np.uint64(0x9E3779B9)) ^ (s >> np.uint64(32)))
+    return _h32(_h32(k ^ (d & lo)) ^ (d >> np.uint64(32)))
+
+
+@numba.njit(cache=True)
+def _tie_priority(base, j):
+    # The 64-bit priority of input j (< 2**32) of the image keyed ``base``: two chained hashes.
+    u = np.uint64(j)
+    hi = _h32(base ^ _h32(u ^ np.uint64(0x85EBCA6B)))
+    lo = _h32(hi ^ _h32(u ^ np.uint64(0xC2B2AE35)))
+    return (hi << np.uint64(32)) | lo
+
+
+@numba.njit(cache=True)
+def _sort_run(idx, a, b, base):
+    # Reorder idx[a:b] (one run of tied inputs, ascending index) by ascending tie priority
+    # (stable: equal priorities keep ascending index). Insertion sort for short runs, else LSD
+    # radix on the 64-bit priorities.
+    m = b - a
+    pr = np.empty(m, dtype=np.uint64)
+    seg = np.empty(m, dtype=np.int64)
+    for t in range(m):
+        seg[t] = idx[a + t]
+        pr[t] = _tie_priority(base, seg[t])
+    if m <= 32:
+        for t in range(1, m):
+            kp = pr[t]
+            ks = seg[t]
+            u = t - 1
+            while u >= 0 and pr[u] > kp:
+                pr[u + 1] = pr[u]
+                seg[u + 1] = seg[u]
+                u -= 1
+            pr[u + 1] = kp
+            seg[u + 1] = ks
+        for t in range(m):
+            idx[a + t] = seg[t]
+        return
+    o = np.empty(m, dtype=np.int64)
+    tmp = np.empty(m, dtype=np.int64)
+    _radix_argsort(pr, o, tmp)
+    for t in range(m):
+        idx[a + t] = seg[o[t]]
+
+
+@numba.njit(cache=True)
+def _break_ties(keys, idx, base, lo, hi):
+    # idx: a stable ascending argsort of keys (ties by ascending index). Reorder every run of
+    # equal keys that overlaps positions [lo, hi) by ascending tie priority of stream ``base``.
+    p = idx.shape[0]
+    a = 0
+    while a < p:
+        b = a + 1
+        while b < p and keys[idx[b]] == keys[idx[a]]:
+            b += 1
+        if b - a > 1 and b > lo and a < hi:
+            _sort_run(idx, a, b, base)
+        a = b
+
+
+@numba.njit(cache=True)
+def _top_k_flags(values, k, flags, ties, base):
+    # flags[j] = True for the first k inputs of the descending order; ties by the tie priorities
+    # of ``base`` (``ties``) or by ascending index. Only the run of equal values that straddles
+    # position k decides anything, so only that run is reordered.
     p = values.shape[0]
     if k <= 0:
         flags[:] = False
@@ -136,18 +218,20 @@ def _top_k_flags(values, k, flags):
     tmp = np.empty(p, dtype=np.int64)
     _sort_keys(values, True, keys)
     _radix_argsort(keys, idx, tmp)
+    if ties:
+        _break_ties(keys, idx, base, k, k)
     flags[:] = False
     for j in range(k):
         flags[idx[j]] = True
 
 
 @numba.njit(cache=True, parallel=True)
-def _rank_and_mask_nb(images, values, k, keep, fill, element, out):
+def _rank_and_mask_nb(images, values, k, keep, fill, element, out, ties, seed, ids):
     n = images.shape[0]
     p = values.shape[1]
     for i in numba.prange(n):
         flags = np.empty(p, dtype=np.bool_)
-        _top_k_flags(values[i], k, flags)
+        _top_k_flags(values[i], k, flags, ties, _tie_base(seed, ids[i]))
         if keep:
             for j in range(p):
                 flags[j] = not flags[j]
@@ -278,31 +362,38 @@ def _check_attr_for(attributions, x, granularity):
     return v
 
 
-def rank_and_mask_ref(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel"):
-    """Plain numpy reference of :func:`rank_and_mask`: stable argsort, then fancy indexing."""
+def rank_and_mask_ref(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel",
+                      *, tie_seed: int | None = TIE_SEED, ids=None):
+    """Plain numpy reference of :func:`rank_and_mask`: ``rank_order_ref``, then fancy indexing."""
     check_choice(mode, "mode", MODES)
     x = _check_images(images)
-    v = _check_attr_for(attributions, x, granularity)
-    order = np.argsort(-v, axis=1, kind="stable")
-    k = fraction_to_count(t, v.shape[1])
+    _check_attr_for(attributions, x, granularity)
+    order = rank_order_ref(attributions, granularity, tie_seed=tie_seed, ids=ids)
+    k = fraction_to_count(t, order.shape[1])
     return _mask_images_np(x, order, k, _check_fill(fill, x.shape[1]), mode, granularity)
 
 
-def rank_and_mask(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel") -> np.ndarray:
+def rank_and_mask(images, attributions, t: float, fill, mode: str = "remove", granularity: str = "pixel",
+                  *, tie_seed: int | None = TIE_SEED, ids=None) -> np.ndarray:
     """Rank ``attributions`` and mask ``images`` in one parallel pass (ROAR/KAR for a dataset).
 
     ``images``: ``(N, C, H, W)`` float32/float64.  ``attributions``: ``(N, H, W)`` or
     ``(N, 1, H, W)`` for "pixel", ``(N, C, H, W)`` for "element"; no NaN.  Selects the same
-    ``k = floor(t * P)`` top inputs as ``mask_images(images, rank_order(attributions), ...)``
-    (descending, ties by ascending flat index; a stable radix sort per image).  Returns a new array of the dtype of ``images``.
+    ``k = floor(t * P)`` top inputs as ``mask_images(images, rank_order(attributions, tie_seed=,
+    ids=), ...)``: descending values, exact ties in the seeded random order of
+    (``tie_seed``, ``ids[n]``) (``kernels.ranking``; ``None``: ascending flat index); a stable
+    radix sort per image, then only the tied run across position k is reordered.  Returns a new
+    array of the dtype of ``images``.
     """
     check_choice(mode, "mode", MODES)
     check_choice(granularity, "granularity", ("pixel", "element"))
     x = _check_images(images)
     n, c, h, w = x.shape
     v = _check_attr_for(attributions, x, granularity)
+    tie_seed, ids = check_ties(tie_seed, ids, n)
     k = fraction_to_count(t, v.shape[1])
     f = _check_fill(fill, c)
     out = np.empty((n, c, h * w), dtype=x.dtype)
-    _rank_and_mask_nb(x.reshape(n, c, h * w), v, k, mode == "keep", f, granularity == "element", out)
+    _rank_and_mask_nb(x.reshape(n, c, h * w), v, k, mode == "keep", f, granularity == "element", out,
+                      tie_seed is not None, 0 if tie_seed is None else tie_seed, ids)
     return out.reshape(x.shape)

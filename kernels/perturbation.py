@@ -8,8 +8,9 @@ Contract:
   last tile row/column is **partial** (fewer pixels); its relevance is still the plain **sum** over
   the pixels it has (the paper's "summed relevance"), so partial tiles tend to rank lower.
   ``r = 1`` is single-pixel flipping.
-* ``order="morf"``: descending region sum, ties by ascending region index.  ``order="lerf"`` is
-  exactly the MoRF order reversed (so LeRF ties go by descending region index).
+* ``order="morf"``: descending region sum, exact ties in the seeded random order of
+  ``(tie_seed, image id)`` over region indices (``kernels.ranking``; ``tie_seed=None``: ascending
+  region index).  ``order="lerf"`` is exactly the MoRF order reversed.
 * A perturbation step copies the next ``regions_per_step`` regions of the order from a *source*
   into the current images, in place: for ``mode="deletion"`` the source is the fill (uniform
   noise from :func:`uniform_fill`, a constant, or any ``(N, C, H, W)`` array) and the start is the
@@ -25,12 +26,14 @@ import numba
 import numpy as np
 
 from ._validate import as_array, check_choice, check_seed
+from .ranking import TIE_SEED, check_ties, tie_priorities
 
 __all__ = [
     "region_sums",
     "region_sums_ref",
     "region_order",
     "region_order_ref",
+    "top_region",
     "uniform_fill",
     "perturb_regions",
     "perturb_regions_ref",
@@ -56,9 +59,124 @@ def _region_sums_nb(a, r):
     return out
 
 
+@numba.njit(cache=True)
+def _radix_argsort(keys, idx, tmp):
+    # Stable ascending argsort of uint64 keys into idx (LSD radix, 8-bit digits; a pass whose
+    # digit is the same for all keys is skipped).  tmp: scratch of the same size as idx.
+    p = keys.shape[0]
+    count = np.empty(256, dtype=np.int64)
+    src = idx
+    dst = tmp
+    swapped = False
+    for j in range(p):
+        src[j] = j
+    for s in range(8):
+        shift = np.uint64(8 * s)
+        count[:] = 0
+        for j in range(p):
+            count[np.int64((keys[j] >> shift) & np.uint64(255))] += 1
+        if count[np.int64((keys[0] >> shift) & np.uint64(255))] == p:
+            continue
+        total = 0
+        for d in range(256):
+            c = count[d]
+            count[d] = total
+            total += c
+        for j in range(p):
+            e = src[j]
+            d = np.int64((keys[e] >> shift) & np.uint64(255))
+            dst[count[d]] = e
+            count[d] += 1
+        src, dst = dst, src
+        swapped = not swapped
+    if swapped:  # the result is in tmp
+        for j in range(p):
+            idx[j] = src[j]
+
+
+@numba.njit(cache=True)
+def _h32(x):
+    # A 32-bit integer hash (Wellons' "lowbias32"), on uint64 holding 32-bit values: every
+    # product is below 2**64, so nothing overflows (jitted or not).
+    m = np.uint64(0xFFFFFFFF)
+    x = x & m
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & m
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & m
+    return x ^ (x >> np.uint64(16))
+
+
+@numba.njit(cache=True)
+def _tie_base(seed, image_id):
+    # The key of one image's tie priorities, from (seed, image id) (64-bit ints, split in halves).
+    s = np.uint64(seed)
+    d = np.uint64(image_id)
+    lo = np.uint64(0xFFFFFFFF)
+    k = _h32(_h32((s & lo) ^ np.uint64(0x9E3779B9)) ^ (s >> np.uint64(32)))
+    return _h32(_h32(k ^ (d & lo)) ^ (d >> np.uint64(32)))
+
+
+@numba.njit(cache=True)
+def _tie_priority(base, j):
+    # The 64-bit priority of input j (< 2**32) of the image keyed ``base``: two chained hashes.
+    u = np.uint64(j)
+    hi = _h32(base ^ _h32(u ^ np.uint64(0x85EBCA6B)))
+    lo = _h32(hi ^ _h32(u ^ np.uint64(0xC2B2AE35)))
+    return (hi << np.uint64(32)) | lo
+
+
+@numba.njit(cache=True)
+def _sort_run(idx, a, b, base):
+    # Reorder idx[a:b] (one run of tied inputs, ascending index) by ascending tie priority
+    # (stable: equal priorities keep ascending index). Insertion sort for short runs, else LSD
+    # radix on the 64-bit priorities.
+    m = b - a
+    pr = np.empty(m, dtype=np.uint64)
+    seg = np.empty(m, dtype=np.int64)
+    for t in range(m):
+        seg[t] = idx[a + t]
+        pr[t] = _tie_priority(base, seg[t])
+    if m <= 32:
+        for t in range(1, m):
+            kp = pr[t]
+            ks = seg[t]
+            u = t - 1
+            while u >= 0 and pr[u] > kp:
+                pr[u + 1] = pr[u]
+                seg[u + 1] = seg[u]
+                u -= 1
+            pr[u + 1] = kp
+            seg[u + 1] = ks
+        for t in range(m):
+            idx[a + t] = seg[t]
+        return
+    o = np.empty(m, dtype=np.int64)
+    tmp = np.empty(m, dtype=np.int64)
+    _radix_argsort(pr, o, tmp)
+    for t in range(m):
+        idx[a + t] = seg[o[t]]
+
+
+@numba.njit(cache=True)
+def _break_ties(keys, idx, base, lo, hi):
+    # idx: a stable ascending argsort of keys (ties by ascending index). Reorder every run of
+    # equal keys that overlaps positions [lo, hi) by ascending tie priority of stream ``base``.
+    p = idx.shape[0]
+    a = 0
+    while a < p:
+        b = a + 1
+        while b < p and keys[idx[b]] == keys[idx[a]]:
+            b += 1
+        if b - a > 1 and b > lo and a < hi:
+            _sort_run(idx, a, b, base)
+        a = b
+
+
 @numba.njit(cache=True)  # cheap: serial compiles much faster than parallel
-def _region_order_nb(sums, lerf):
-    # sums: (N, R) -> (N, R) int64 order, stable descending; reversed for LeRF.
+def _region_order_nb(sums, lerf, ties, seed, ids):
+    # sums: (N, R) -> (N, R) int64 order, stable descending, runs of equal sums ordered by the
+    # tie priorities of (seed, ids[i]) when ``ties``; reversed for LeRF.
     n, p = sums.shape
     order = np.empty((n, p), dtype=np.int64)
     for i in range(n):
@@ -66,6 +184,8 @@ def _region_order_nb(sums, lerf):
         for j in range(p):
             keys[j] = -sums[i, j]
         o = np.argsort(keys, kind="mergesort")
+        if ties:
+            _break_ties(keys, o, _tie_base(seed, ids[i]), 0, p)
         for j in range(p):
             order[i, j] = o[p - 1 - j] if lerf else o[j]
     return order
@@ -150,22 +270,46 @@ def region_sums(attributions, r: int) -> np.ndarray:
     return _region_sums_nb(a, _check_r(r, a.shape[1], a.shape[2]))
 
 
-def region_order_ref(attributions, r: int, order: str = "morf") -> np.ndarray:
-    """Numpy reference of :func:`region_order`."""
+def region_order_ref(attributions, r: int, order: str = "morf", *, tie_seed: int | None = TIE_SEED,
+                     ids=None) -> np.ndarray:
+    """Numpy reference of :func:`region_order` (``np.lexsort`` by negated sum, tie priority)."""
     check_choice(order, "order", ORDERS)
     s = region_sums_ref(attributions, r).reshape(np.shape(attributions)[0], -1)
-    o = np.argsort(-s, axis=1, kind="stable")
+    tie_seed, ids = check_ties(tie_seed, ids, s.shape[0])
+    if tie_seed is None:
+        o = np.argsort(-s, axis=1, kind="stable")
+    else:
+        o = np.lexsort((tie_priorities(s.shape[0], s.shape[1], tie_seed, ids), -s), axis=1)
     return o[:, ::-1].copy() if order == "lerf" else o
 
 
-def region_order(attributions, r: int, order: str = "morf") -> np.ndarray:
+def region_order(attributions, r: int, order: str = "morf", *, tie_seed: int | None = TIE_SEED,
+                 ids=None) -> np.ndarray:
     """Order of the regions per image, ``(N, R)`` int64 row-major region indices.
 
-    "morf": descending summed relevance, ties by ascending region index; "lerf": that reversed.
+    "morf": descending summed relevance, exact ties in the seeded random order of
+    (``tie_seed``, ``ids[n]``) over region indices (``kernels.ranking``; ``tie_seed=None``:
+    ascending region index); "lerf": that order reversed.
     """
     check_choice(order, "order", ORDERS)
     s = region_sums(attributions, r)
-    return _region_order_nb(s.reshape(s.shape[0], -1), order == "lerf")
+    tie_seed, ids = check_ties(tie_seed, ids, s.shape[0])
+    return _region_order_nb(s.reshape(s.shape[0], -1), order == "lerf", tie_seed is not None,
+                            0 if tie_seed is None else tie_seed, ids)
+
+
+def top_region(sums, tie_seed: int | None = TIE_SEED, ids=None) -> np.ndarray:
+    """``(N,)`` int64: per row of ``sums`` ``(N, R)`` the index of the largest value, exact ties
+    to the lowest tie priority of (``tie_seed``, ``ids[n]``) -- the first region of
+    :func:`region_order`'s MoRF order for the same sums (``tie_seed=None``: the first maximum).
+    ``-inf`` marks excluded regions (selectivity's removed patches); NaN is rejected."""
+    s = as_array(sums, "sums", ndim=2)
+    tie_seed, ids = check_ties(tie_seed, ids, s.shape[0])
+    if tie_seed is None:
+        return np.argmax(s, axis=1).astype(np.int64)
+    best = s == s.max(axis=1, keepdims=True)
+    pr = tie_priorities(s.shape[0], s.shape[1], tie_seed, ids)
+    return np.where(best, pr, np.uint64(2**64 - 1)).argmin(axis=1).astype(np.int64)
 
 
 def uniform_fill(shape, low: float = 0.0, high: float = 1.0, seed: int = 0, ids=None, dtype=np.float32) -> np.ndarray:

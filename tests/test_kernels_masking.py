@@ -56,6 +56,14 @@ def test_kernels_match_reference(kind, mode, granularity):
         np.testing.assert_array_equal(rank_and_mask(x, a, t, FILL, mode, granularity), want)
         np.testing.assert_array_equal(rank_and_mask_ref(x, a, t, FILL, mode, granularity), want)
         np.testing.assert_array_equal(mask_from_order(order, t, mode), mask_from_order_ref(order, t, mode))
+        for seed, ids in ((None, None), (3, [5, 1, 9])):
+            o2 = rank_order(a, granularity, tie_seed=seed, ids=ids)
+            np.testing.assert_array_equal(
+                rank_and_mask(x, a, t, FILL, mode, granularity, tie_seed=seed, ids=ids),
+                mask_images_ref(x, o2, t, FILL, mode, granularity))
+            np.testing.assert_array_equal(
+                rank_and_mask_ref(x, a, t, FILL, mode, granularity, tie_seed=seed, ids=ids),
+                mask_images_ref(x, o2, t, FILL, mode, granularity))
 
 
 @pytest.mark.parametrize("granularity", ["pixel", "element"])
@@ -92,8 +100,24 @@ def test_top_pixels_are_the_removed_ones():
     a = np.array([[[0.5, 2.0], [2.0, -1.0]]])
     out = rank_and_mask(x, a, 0.5, [0.0, 0.0], "remove")
     np.testing.assert_array_equal(out[0, 0], [[1, 0], [0, 1]])
-    out = rank_and_mask(x, a, 0.25, [0.0, 0.0], "remove")  # tie at 2.0: lower flat index first
+    out = rank_and_mask(x, a, 0.25, [0.0, 0.0], "remove", tie_seed=None)  # tie at 2.0: index order
     np.testing.assert_array_equal(out[0, 1], [[1, 0], [1, 1]])
+    first = rank_order(a)[0, 0]  # seeded ties: one of the two tied pixels, the one ranked first
+    assert first in (1, 2)
+    out = rank_and_mask(x, a, 0.25, [0.0, 0.0], "remove")
+    assert out[0, 1].ravel()[first] == 0 and out[0, 1].sum() == 3
+
+
+def test_all_tie_map_removes_a_random_set_not_the_top_rows():
+    """ROAR on an all-tie map: the removed pixels are not the first rows (index order), they are
+    spread like a random choice: each pixel removed in about t of 400 images."""
+    x = np.ones((400, 1, 8, 8), np.float32)
+    out = rank_and_mask(x, np.zeros((400, 8, 8)), 0.25, [0.0])
+    removed = out[:, 0] == 0
+    assert (removed.reshape(400, -1).sum(axis=1) == 16).all()
+    assert not removed[:, :2].all()                       # index order: rows 0-1 exactly
+    share = removed.mean(axis=0)                          # per pixel: Binomial(400, 0.25) / 400
+    assert np.all(np.abs(share - 0.25) < 5 * np.sqrt(0.25 * 0.75 / 400)), share.round(2)
 
 
 def test_one_pixel_and_constant_images():

@@ -11,6 +11,7 @@ from kernels.perturbation import (
     region_order_ref,
     region_sums,
     region_sums_ref,
+    top_region,
     uniform_fill,
 )
 
@@ -25,12 +26,41 @@ def test_region_sums_and_order(h, w, r):
         morf = region_order(a, r, "morf")
         np.testing.assert_array_equal(morf, region_order_ref(a, r, "morf"))
         np.testing.assert_array_equal(region_order(a, r, "lerf"), morf[:, ::-1])
+        for seed, ids in ((None, None), (4, np.arange(len(a)) + 11)):
+            np.testing.assert_array_equal(region_order(a, r, "morf", tie_seed=seed, ids=ids),
+                                          region_order_ref(a, r, "morf", tie_seed=seed, ids=ids))
+        s = region_sums(a, r).reshape(len(a), -1)
+        np.testing.assert_array_equal(top_region(s), morf[:, 0])
 
 
 def test_partial_border_regions_are_summed():
     a = np.ones((1, 5, 5))
     np.testing.assert_array_equal(region_sums(a, 2)[0], [[4, 4, 2], [4, 4, 2], [2, 2, 1]])
-    np.testing.assert_array_equal(region_order(np.zeros((1, 2, 2)), 1, "morf")[0], [0, 1, 2, 3])
+    np.testing.assert_array_equal(region_order(np.zeros((1, 2, 2)), 1, "morf", tie_seed=None)[0],
+                                  [0, 1, 2, 3])
+
+
+def test_top_region_ties_and_exclusions():
+    s = np.array([[1.0, 3.0, 3.0, -np.inf], [-np.inf, 0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(top_region(s, tie_seed=None), [1, 1])
+    got = top_region(s, tie_seed=2)
+    assert got[0] in (1, 2) and got[1] in (1, 2, 3)
+    np.testing.assert_array_equal(got, region_order(s.reshape(2, 1, 4), 1, tie_seed=2)[:, 0])
+    with pytest.raises(ValueError, match="sums contains NaN"):
+        top_region(np.array([[np.nan, 1.0]]))
+
+
+def test_all_tie_morf_equals_random_in_distribution():
+    """An all-tie map's MoRF order is a uniformly random permutation of the regions: over 2000
+    images the region removed first is uniform (chi-square, 15 df, below the 0.999 quantile)
+    and no longer region 0 (index order)."""
+    from scipy import stats
+
+    o = region_order(np.zeros((2000, 8, 8)), 2, "morf")
+    counts = np.bincount(o[:, 0], minlength=16)
+    assert counts[0] < 2000
+    chi2 = ((counts - 125.0) ** 2 / 125.0).sum()
+    assert chi2 < stats.chi2.ppf(0.999, 15), counts
 
 
 @pytest.mark.parametrize("h, w, r", SHAPES)

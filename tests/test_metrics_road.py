@@ -120,3 +120,17 @@ def test_retraining_option_is_cached(tmp_path):
     r2 = road.evaluate(ctx, ds, trained, "random", **kw)
     assert r1.retrained and r1.accuracy == r2.accuracy and len(ctx.cache.builds()) == n
     assert [b["kind"] for b in ctx.cache.builds()].count("road") == 1
+
+
+def test_all_tie_map_removes_random_pixels_not_the_top_rows():
+    """Issue 17: an all-tie map (input x gradient on an empty background) used to remove the
+    first rows first; now each image removes its own seeded random set, the same for any map
+    with the same ties (so the method and the random control of a case share it)."""
+    v = np.zeros((50, 8, 8))
+    orders = road.removal_orders(v)
+    removed = road.removed_at(orders["morf"], 0.25, (8, 8))
+    assert (removed.reshape(50, -1).sum(axis=1) == 16).all()
+    assert not removed[:, :2].all()                                   # index order: rows 0-1
+    assert 0.1 < removed[:, :2].mean() < 0.4                          # about 1/4 of the top rows
+    np.testing.assert_array_equal(orders["morf"], road.removal_orders(v + 1.0)["morf"])
+    np.testing.assert_array_equal(orders["lerf"], orders["morf"][:, ::-1])

@@ -186,6 +186,22 @@ def test_cascading_noise_test_known_answers(digits_model):
         S.layer_noise(tm.model, "mlp", "gradient", x, y, s=1.0, variant="sideways")
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("how", ["abs_sum", "l2", "linf", "sum"])
+def test_normalize_maps_pools_every_channel_count(how, channels):
+    """Regression (issue 17): one-channel maps skipped the pooling and kept their sign, so the
+    |.|-pooled methods (gradient, guided backprop, ...) were compared signed on digits / MNIST.
+    The reference is the documented aggregation, ``suite.methods.aggregate``, then max-|.|."""
+    from suite.methods import aggregate
+
+    a = np.random.default_rng(3).normal(size=(4, channels, 6, 5)).astype(np.float32)
+    want = aggregate(a, how)[:, 0]
+    want = want / np.abs(want).reshape(4, -1).max(axis=1)[:, None, None]
+    got = S.normalize_maps(a, how)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    assert (got.min() < 0) == (how == "sum")   # signed only for the signed sum
+
+
 def test_similarity_calibration():
     rng = np.random.default_rng(0)
     a = S.normalize_maps(rng.normal(size=(8, 3, 32, 32)), "abs_sum")

@@ -129,7 +129,8 @@ def score_curves(model: nn.Module, images: np.ndarray, attributions: np.ndarray,
 
 def step_map(attributions: np.ndarray, r: int, order: str, regions_per_step: int) -> np.ndarray:
     """(N, 1, H, W) int32: the step (1-based) at which each pixel is perturbed, from
-    ``kernels.perturbation.region_order`` (its tie rule: MoRF ties by ascending region index)."""
+    ``kernels.perturbation.region_order`` (its tie rule: exact ties in the seeded random order of
+    (``kernels.ranking.TIE_SEED``, row = image index), the same for every method)."""
     a = np.asarray(attributions)
     a = a[:, 0] if a.ndim == 4 else a
     n, h, w = a.shape
@@ -293,7 +294,7 @@ def curve_dict(label: str, x: np.ndarray, per_seed: list[np.ndarray], x_label: s
 
 
 #: bump when the meaning of a cached baseline curve changes
-CURVES_VERSION = 2
+CURVES_VERSION = 3  # 3: seeded random tie order
 
 
 def cached_seed(ctx, name: str, spec: dict, build: Callable[[], SeedResult]) -> SeedResult:

@@ -14,7 +14,8 @@ Choices, each a named parameter:
   ``granularity="element"``: rank each of the C*H*W entries by the squared map (the reference
   code squares and min-max rescales; the rescaling does not change the order). One-channel maps
   (the oracle's mask) are repeated over the image's channels.
-- Ties break by ascending flat index (``kernels.masking.rank_and_mask``); masking is one parallel
+- Exact ties break in a seeded random order per image (``kernels.masking.rank_and_mask``, tie
+  seed ``kernels.ranking.TIE_SEED``, image id = index in its split); masking is one parallel
   numba pass per (split, fraction), never a Python loop per image.
 - ``train_spec``: the retraining recipe; default ``retrain_spec(dataset, model, scale)`` = the
   base recipe, with fewer epochs at smoke scale (``RETRAIN_EPOCHS``).
@@ -63,7 +64,7 @@ FRACTIONS = {"smoke": (0.1, 0.5, 0.9), "small": (0.1, 0.3, 0.5, 0.7, 0.9),
 #: a reason. shapes keeps the benchmark's own check: the oracle must beat random.
 SMOKE_ONLY = {"roar": {"shapes": ("random", "oracle")}}
 #: bump when the meaning of a retrained ROAR / KAR model changes
-ROAR_VERSION = 1
+ROAR_VERSION = 2  # 2: seeded random tie order
 #: absolute tolerance of the random control's monotonicity check (accuracy points), plus 2 std
 RANDOM_MONOTONE_TOL = 0.05
 

@@ -4,7 +4,8 @@ and understanding deep neural networks", arXiv 1706.07979).
 At each step the attribution is **recomputed** on the current (already modified) images, batched
 over images; per image, the r x r patch with the largest summed relevance among the patches not
 yet removed is set to the baseline (``baseline``: the per-channel training-set mean by default;
-ties go to the lower patch index, as in the MoRF order of ``kernels.perturbation``); then the
+exact ties go to a seeded random patch, the one ``kernels.perturbation.top_region`` picks, as in
+the MoRF order of ``kernels.perturbation``); then the
 class score ``f`` (``score="logit"`` by default, or "prob") of the originally predicted class is
 evaluated. The case score is the trapezoid area of the score curve over the removed fraction of
 the image: lower is better. Relative to the ``random`` method (whose map does not depend on the
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kernels.perturbation import region_sums
+from kernels.perturbation import region_sums, top_region
 from suite.metrics import perturbation as pt
 from suite.metrics.aopc import SMOKE_METHODS
 from suite.registry import MetricSpec, register_metric
@@ -95,7 +96,7 @@ def selectivity(model: nn.Module, images: np.ndarray, target: torch.Tensor, attr
             a = attribute(torch.from_numpy(cur).to(device), tb, removed[:, rid][:, None], rows)
             sums = region_sums(a, r).reshape(e - s, n_regions)
             sums[removed] = -np.inf
-            g = np.argmax(sums, axis=1)           # first maximum: ties to the lower patch index
+            g = top_region(sums, ids=rows)        # exact ties: seeded random per image
             removed[ar, g] = True
             np.copyto(cur, base[s:e], where=(rid[None] == g[:, None, None])[:, None])
             curves[s:e, k] = f(k)

@@ -54,8 +54,8 @@ def efficient_mprt(model: nn.Module, model_name: str, method: str, x: torch.Tens
                    n_bins: int = 100, smooth: tuple[int, float] | None = None) -> EfficientMPRTResult:
     """Efficient MPRT: only two model states, the trained model and the fully randomized one (every
     declared layer re-initialised, the cascading test's last step). Maps are pooled over channels
-    by the method's default aggregation (signed, as Quantus's EfficientMPRT with abs=False); the
-    entropy is invariant to their scale. ``smooth``: as in :func:`cascading_randomization`."""
+    by the method's default aggregation, one-channel maps included (no further |.|, as Quantus's
+    EfficientMPRT with abs=False); the entropy is invariant to their scale. ``smooth``: as in :func:`cascading_randomization`."""
     from suite.methods import default_aggregation
     from suite.training import predict
 

@@ -210,7 +210,7 @@ def _evaluate(test: str, model: nn.Module, x: torch.Tensor, labels: torch.Tensor
 
 
 #: bump when the meaning of a cached SanityResult changes (steps, normalisation, measures)
-SANITY_VERSION = 1
+SANITY_VERSION = 2  # 2: one-channel maps pooled too (normalize_maps)
 
 
 def cached(ctx, trained, test: str, method: str, x: torch.Tensor, labels: torch.Tensor,

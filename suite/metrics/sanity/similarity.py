@@ -16,6 +16,10 @@ def normalize_maps(attr: np.ndarray | torch.Tensor, aggregation: str) -> np.ndar
     """(N, C, H, W) maps -> (N, H, W) float32, channels pooled by ``aggregation``, each map
     divided by its maximum absolute value (an all-zero map stays zero).
 
+    The pooling applies to one-channel maps too (``suite.methods.aggregate``): "abs_sum", "l2"
+    and "linf" of one channel are its absolute value, "sum" is the identity. (Before
+    SANITY_VERSION 2 one-channel maps skipped it and stayed signed.)
+
     float32 throughout, the precision of the attributions themselves; the similarity kernels
     widen it exactly to float64, and the ranks sort on the 32 significant bits (about half the
     radix passes of full float64 keys)."""
@@ -24,10 +28,7 @@ def normalize_maps(attr: np.ndarray | torch.Tensor, aggregation: str) -> np.ndar
     a = attr.detach().cpu().numpy() if isinstance(attr, torch.Tensor) else np.asarray(attr)
     if a.ndim != 4:
         raise ValueError(f"normalize_maps expects (N, C, H, W), got shape {a.shape}")
-    a = a.astype(np.float32, copy=False)
-    if a.shape[1] > 1:
-        a = aggregate(a, aggregation)
-    a = a[:, 0]
+    a = aggregate(a.astype(np.float32, copy=False), aggregation)[:, 0]
     scale = np.abs(a).reshape(len(a), -1).max(axis=1)
     scale[scale == 0] = 1.0
     return a / scale[:, None, None]
