@@ -586,6 +586,12 @@ def build_results(config: pytest.Config) -> dict:
     ctx = context_from_config(config)
     skipped = dict(sorted(state.skipped_datasets.items()))
     cases = list(state.results.values())
+    meta = metadata({c["metric"] for c in cases}, {c["method"] for c in cases if c["method"]})
+    from suite import families
+
+    roles = {m: v["role"] for m, v in meta["methods"].items()}
+    directions = {m: v["higher_is_better"] for m, v in meta["metrics"].items()}
+    families.apply_holm(cases, roles)
     return {"schema": 1,
             "run": {"started": state.started, "finished": _now(), "scale": ctx.scale,
                     "device": ctx.device, "seeds": list(ctx.seeds), "versions": _versions(),
@@ -593,7 +599,9 @@ def build_results(config: pytest.Config) -> dict:
                     "duration_s": round(time.time() - state.t0, 2),
                     "cache_dir": str(ctx.cache_dir), "threads": config.getoption("sb_threads"),
                     "errors": len(state.errors)},
-            **metadata({c["metric"] for c in cases}, {c["method"] for c in cases if c["method"]}),
+            **meta,
+            "agreement": families.agreement(cases, directions),
+            "ranks": families.aggregate_ranks(cases, directions),
             "cases": cases}
 
 

@@ -117,7 +117,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
                              regions_per_step=1, n_steps=L) if seed == ctx.seeds[0] else None
         return pt.SeedResult(float(rp.aopc_morf.mean()), {"morf": rp.morf, "lerf": rp.lerf},
                              {"aopc_morf": float(rp.aopc_morf.mean()), "aopc_lerf": float(rp.aopc_lerf.mean()),
-                              "abpc": float(rp.abpc.mean())}, shots)
+                              "abpc": float(rp.abpc.mean())}, shots, rp.aopc_morf)
 
     result = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(
         run_seed, higher_is_better=True,

@@ -95,7 +95,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
                      + pt.snapshots(imgs, a, fill=pt.gaussian_blur(imgs[:1], sigma), mode="insertion", **kw))
         return pt.SeedResult(float(auc_i.mean()), {"ins": ins, "del": dele},
                              {"insertion_auc": float(auc_i.mean()), "deletion_auc": float(auc_d.mean()),
-                              "ins_minus_del": float((auc_i - auc_d).mean())}, shots)
+                              "ins_minus_del": float((auc_i - auc_d).mean())}, shots, auc_i)
 
     res = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(
         run_seed, higher_is_better=True,

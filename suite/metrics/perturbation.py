@@ -235,6 +235,7 @@ class SeedResult:
     curves: dict[str, np.ndarray]
     values: dict[str, float] = field(default_factory=dict)
     snapshots: list[np.ndarray] | None = None     # perturbed versions of image 0, for the figure
+    per_image: np.ndarray | None = None           # (N,) the score of each image (score = mean)
 
 
 @dataclass
@@ -293,8 +294,9 @@ def curve_dict(label: str, x: np.ndarray, per_seed: list[np.ndarray], x_label: s
             "x_label": x_label, "y_label": y_label}
 
 
-#: bump when the meaning of a cached baseline curve changes
-CURVES_VERSION = 3  # 3: seeded random tie order
+#: bump when the meaning of a cached baseline curve changes (4: per-image scores kept; 3: seeded
+#: tie order)
+CURVES_VERSION = 4
 
 
 def cached_seed(ctx, name: str, spec: dict, build: Callable[[], SeedResult]) -> SeedResult:
@@ -309,18 +311,21 @@ def cached_seed(ctx, name: str, spec: dict, build: Callable[[], SeedResult]) -> 
         out.update({f"value.{k}": np.float64(v) for k, v in r.values.items()})
         if r.snapshots:
             out["snapshots"] = np.stack(r.snapshots)
+        if r.per_image is not None:
+            out["per_image"] = np.asarray(r.per_image, dtype=np.float64)
         return out
 
     v = ctx.cache.fetch("curves", name, spec, to_arrays, codec=NPZ).value
     return SeedResult(float(v["score"]),
                       {k[6:]: v[k] for k in v if k.startswith("curve.")},
                       {k[6:]: float(v[k]) for k in v if k.startswith("value.")},
-                      list(v["snapshots"]) if "snapshots" in v else None)
+                      list(v["snapshots"]) if "snapshots" in v else None,
+                      v["per_image"] if "per_image" in v else None)
 
 
 def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation:
     """Evaluate ``case`` for every seed of ``ctx`` against the ``random`` control."""
-    from suite.metrics.verdict import compare_to_random
+    from suite.metrics.verdict import paired_verdict
     from suite.methods import predict
 
     P = protocol
@@ -343,8 +348,11 @@ def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation
             res[name].append(cached_seed(
                 ctx, f"{case.metric}-{case.dataset}-{case.model}-{name}", spec,
                 lambda name=name, seed=seed: P.run_seed(x, target, seed=seed, masks=masks, method=name)))
-    verdict = compare_to_random([r.score for r in res[case.method]], [r.score for r in res["random"]],
-                                higher_is_better=P.higher_is_better)
+    verdict = paired_verdict(np.stack([r.per_image for r in res[case.method]]),
+                             np.stack([r.per_image for r in res["random"]]),
+                             higher_is_better=P.higher_is_better,
+                             seed_scores=[r.score for r in res[case.method]],
+                             random_seed_scores=[r.score for r in res["random"]])
     curves = []
     for who in dict.fromkeys([case.method, "random"]):
         for key, label in P.curve_specs:
@@ -356,7 +364,11 @@ def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation
                           for who, rs in res.items()},
                "per_seed_values": {who: {k: [r.values[k] for r in rs] for k in rs[0].values}
                                    for who, rs in res.items()},
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "seconds": round(time.perf_counter() - t0, 3),
+               # each image's score (mean over the seeds' noise draws): the units of the paired
+               # verdict, and of the run's aggregate-rank interval (suite.families)
+               "per_image": [float(v) for v in np.mean([r.per_image for r in res[case.method]],
+                                                       axis=0)]}
     fig = snapshot_figure({who: res[who][0].snapshots for who in dict.fromkeys([case.method, "random"])
                            if res[who][0].snapshots}, P.figure_title)
     return Evaluation(verdict, curves, details, fig)

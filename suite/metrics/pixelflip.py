@@ -79,7 +79,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
         area = pt.trapezoid_area(curves, fr)
         shots = pt.snapshots(imgs, a, r=r, fill=fill, order="morf", mode="deletion", regions_per_step=g,
                              n_steps=len(fr) - 1) if seed == ctx.seeds[0] else None
-        return pt.SeedResult(float(area.mean()), {"flip": curves}, {"area": float(area.mean())}, shots)
+        return pt.SeedResult(float(area.mean()), {"flip": curves}, {"area": float(area.mean())}, shots, area)
 
     ev = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(
         run_seed, higher_is_better=False,

@@ -61,7 +61,7 @@ ORDERS = ("morf", "lerf")
 IMPUTATIONS = ("linear", "fixed")
 NOISE_STD = 0.01
 #: bump when the meaning of a cached ROAD curve or retrained ROAD model changes
-ROAD_VERSION = 2  # 2: seeded random tie order
+ROAD_VERSION = 3     # 3: per-image accuracies kept; 2: seeded tie order
 _NINE = tuple(round(0.1 * i, 1) for i in range(1, 10))
 #: fractions per scale: the paper's 0.1..0.9 (five at smoke scale)
 FRACTIONS = {"smoke": (0.1, 0.3, 0.5, 0.7, 0.9), "small": _NINE, "paper": _NINE}
@@ -98,6 +98,9 @@ class RoadResult(PerSeedCurves):
     base_accuracy: float                     # the model on the unmodified images (t = 0)
     retrained: bool = False
     seconds: float = 0.0
+    #: per seed, each image's accuracy over the fractions (its share of fractions classified
+    #: correctly; the case score is their mean); empty for the retrained variant
+    per_image: tuple[tuple[float, ...], ...] = ()
 
     @property
     def higher_is_better(self) -> bool:
@@ -173,13 +176,18 @@ def fill_removed(x: np.ndarray, removed: np.ndarray, *, imputation: str, noise_s
 
 
 @torch.no_grad()
-def _scores(model: nn.Module, x: np.ndarray, y: torch.Tensor, device, batch_size: int):
+def _scores(model: nn.Module, x: np.ndarray, y: torch.Tensor, device, batch_size: int,
+            hits: np.ndarray | None = None):
+    """(accuracy, mean true-class probability); ``hits`` (N,): each image's correctness added."""
     correct, prob = 0, 0.0
     for i in range(0, len(x), batch_size):
         xb = torch.from_numpy(x[i:i + batch_size]).to(device)
         yb = y[i:i + batch_size].to(device)
         out = model(xb)
-        correct += int((out.argmax(1) == yb).sum())
+        ok = out.argmax(1) == yb
+        correct += int(ok.sum())
+        if hits is not None:
+            hits[i:i + len(ok)] += ok.cpu().numpy()
         prob += float(torch.softmax(out, 1).gather(1, yb[:, None]).sum())
     return correct / len(x), prob / len(x)
 
@@ -212,17 +220,19 @@ def road_curve(model: nn.Module, x, y, values: np.ndarray, *, order: str = "morf
         base, _ = _scores(model, xn, yt, device, batch_size)
         acc = np.zeros((len(seeds), len(fractions)))
         prob = np.zeros_like(acc)
+        hits = np.zeros((len(seeds), n))
         for i, t in enumerate(fractions):
             removed = removed_at(ordr, t, (h, w))
             for j, s in enumerate(seeds):
                 xi = fill_removed(xn, removed, imputation=imputation, noise_std=noise_std,
                                   seed=int(s) * 1009 + i, fill=fill, ids=ids)
-                acc[j, i], prob[j, i] = _scores(model, xi, yt, device, batch_size)
+                acc[j, i], prob[j, i] = _scores(model, xi, yt, device, batch_size, hits[j])
     finally:
         model.train(was_training)
     return RoadResult(method, order, imputation, float(noise_std), tuple(float(t) for t in fractions),
                       tuple(int(s) for s in seeds), tuple(map(tuple, acc.tolist())),
-                      tuple(map(tuple, prob.tolist())), base, False, time.perf_counter() - t0)
+                      tuple(map(tuple, prob.tolist())), base, False, time.perf_counter() - t0,
+                      tuple(map(tuple, (hits / len(fractions)).tolist())))
 
 
 # -- with the run's context -------------------------------------------------------------------
@@ -278,7 +288,8 @@ def _cached_curve(ctx, ds, trained, method, v_test, *, order, fractions, imputat
                         build, JSON).value
     tup = lambda rows: tuple(tuple(float(v) for v in r) for r in rows)  # noqa: E731
     return RoadResult(**{**d, "fractions": tuple(d["fractions"]), "seeds": tuple(d["seeds"]),
-                         "accuracy": tup(d["accuracy"]), "probability": tup(d["probability"])})
+                         "accuracy": tup(d["accuracy"]), "probability": tup(d["probability"]),
+                         "per_image": tup(d.get("per_image", ()))})
 
 
 def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, imputation,
@@ -326,7 +337,7 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
     asserted as the method's role asks (``suite.roles``); the oracle must beat random on MoRF by
     ``verdict.ORACLE_RULE``; the random case checks that its MoRF and LeRF curves coincide
     within 0.1."""
-    from suite.metrics.verdict import compare_to_random, conclude, oracle_check, oracle_rule_check
+    from suite.metrics.verdict import conclude, oracle_check, oracle_rule_check, paired_verdict
 
     res = {o: evaluate(ctx, ds, trained, case.method, order=o) for o in ORDERS}
     rnd = res if case.method == "random" else {o: evaluate(ctx, ds, trained, "random", order=o)
@@ -343,7 +354,9 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
                "lerf_prob": res["lerf"].curve_mean("probability").tolist(),
                "seconds": round(res["morf"].seconds + res["lerf"].seconds, 3),
                "score_rule": "mean MoRF test accuracy over the fractions (lower is better); "
-                             "LeRF recorded, not asserted"}
+                             "LeRF recorded, not asserted",
+               # each image's MoRF accuracy over the fractions, mean over the seeds' noise draws
+               "per_image": [float(v) for v in np.mean(res["morf"].per_image, axis=0)]}
     # picture: the first test image, MoRF-removed at each fraction (noisy linear vs fixed fill)
     fr = res["morf"].fractions
     x0 = ds.x_test[:1].numpy()
@@ -367,10 +380,12 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
                                                        "other (a random order has no preferred "
                                                        "direction)"},
                           figures=[picture], checks=[same])
-    verdict = compare_to_random(res["morf"].seed_scores(), rnd["morf"].seed_scores(),
-                                higher_is_better=False)
-    lerf_v = compare_to_random(res["lerf"].seed_scores(), rnd["lerf"].seed_scores(),
-                               higher_is_better=True)
+    verdict = paired_verdict(res["morf"].per_image, rnd["morf"].per_image, higher_is_better=False,
+                             seed_scores=res["morf"].seed_scores(),
+                             random_seed_scores=rnd["morf"].seed_scores())
+    lerf_v = paired_verdict(res["lerf"].per_image, rnd["lerf"].per_image, higher_is_better=True,
+                            seed_scores=res["lerf"].seed_scores(),
+                            random_seed_scores=rnd["lerf"].seed_scores())
     details["lerf_verdict"] = lerf_v.as_dict()
     checks = []
     if case.method == "oracle":   # the benchmark's own check: if this fails, ROAD is broken

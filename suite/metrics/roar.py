@@ -308,7 +308,7 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
     cached machinery), curves, score, baseline, verdict and a picture; "beats random" as the
     method's role asks (``suite.roles``); the random case checks its own curve (monotone), the
     oracle case the oracle rule."""
-    from suite.metrics.verdict import compare_to_random, conclude, oracle_rule_check
+    from suite.metrics.verdict import conclude, oracle_rule_check, seed_verdict
 
     mode = MODES[case.metric]
     res = evaluate(ctx, ds, trained, case.method, mode=mode)
@@ -345,8 +345,8 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
                           details={**details, "check": f"monotone within {RANDOM_MONOTONE_TOL} + "
                                                        "2 std"},
                           figures=[picture], checks=random_curve_checks(res))
-    verdict = compare_to_random(res.seed_scores(), rnd.seed_scores(),
-                                higher_is_better=res.higher_is_better)
+    verdict = seed_verdict(res.seed_scores(), rnd.seed_scores(),
+                           higher_is_better=res.higher_is_better)
     checks = []
     if case.method == "oracle" and mode == "remove":   # the benchmark's own check (ROAR)
         oracle, extra = _oracle_check(ctx, ds, trained, res, rnd)

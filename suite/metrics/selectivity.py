@@ -155,7 +155,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
         return pt.SeedResult(float(area.mean()), {"sel": curves, "acc": hits},
                              {"area": float(area.mean()), "accuracy_area": float(
                                  pt.trapezoid_area(hits, frac).mean())},
-                             [shots[k] for k in keep] if seed == ctx.seeds[0] else None)
+                             [shots[k] for k in keep] if seed == ctx.seeds[0] else None, area)
 
     frac = np.arange(steps + 1) / n_regions
     result = pt.evaluate(case, dataset, trained, ctx, pt.CurveProtocol(

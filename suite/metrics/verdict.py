@@ -1,6 +1,21 @@
 """The one regression check every metric uses: does a method beat the random baseline?
 
-Rule (documented, tested): with per-seed scores s (method) and r (random control), and
+Metrics that do not retrain (ROAD, AOPC, pixel flipping, selectivity, insertion/deletion) score
+the method and the random control on the same images, so the verdict is **paired per image**
+(:func:`paired_verdict`): the per-image score difference method - random (each image's scores
+first averaged over the run's seeds, which vary only noise draws: the base model is the same),
+its BCa bootstrap interval (``suite.stats.paired_interval``: 10,000 resamples, seed 0, level
+0.95) and the one-sided p of "better than random". The method beats random when that p is below
+``suite.stats.ALPHA`` = 0.025, i.e. when the two-sided 95% interval lies on the better side of 0.
+``details.paired`` holds the interval, its level and the p; within one (metric, dataset, model)
+the run's "beats random" claims are also corrected as a family (Holm, ``p_holm`` and
+``beats_random_holm``, added when the run's results are written: the case's own pass/fail is the
+per-comparison test, the report shows both).
+
+Retraining metrics (ROAR, KAR) keep the retraining seeds as the unit (:func:`seed_verdict`): with
+two or more seeds the paired t-interval over seeds decides the same way; with one seed there is
+no interval (``details.paired`` says so) and the margin rule below decides. Margin rule
+(documented, tested): with per-seed scores s (method) and r (random control), and
 ``sign = +1`` when higher is better, else -1,
 
     advantage = sign * (mean(s) - mean(r))
@@ -28,6 +43,11 @@ from suite.contract import CaseResult, Check, Picture
 
 RULE = ("beats random when sign*(mean - mean_random) > max(abs_margin, rel_margin*|mean_random|, "
         "n_sigma*sqrt(var/n + var_random/n_random))")
+PAIRED_RULE = ("beats random when the one-sided p of the paired per-image difference (BCa bootstrap, "
+               "10000 resamples, seed 0) is < 0.025: the two-sided 95% interval of method - random "
+               "lies on the better side of 0")
+SEED_RULE = ("beats random when the one-sided p of the paired t-test over the retraining seeds is "
+             "< 0.025 (two or more seeds; one seed: the margin rule)")
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,8 @@ class Verdict:
     beats: bool
     n: int
     n_baseline: int
+    paired: dict | None = None    # suite.stats.PairedResult.to_json() (+ its note), or None
+    rule: str = RULE
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,10 +120,74 @@ def compare_to_random(scores: Sequence[float], random_scores: Sequence[float], *
                    len(scores), len(random_scores))
 
 
+def _paired_json(res) -> dict:
+    out = res.to_json()
+    out["p_two_sided"] = None if not math.isfinite(res.p_two_sided) else float(res.p_two_sided)
+    if res.resamples is not None:
+        out["resamples"], out["seed"] = res.resamples, res.seed
+    if res.note:
+        out["note"] = res.note
+    return out
+
+
+def paired_verdict(method: np.ndarray, random: np.ndarray, *, higher_is_better: bool,
+                   seed_scores: Sequence[float] | None = None,
+                   random_seed_scores: Sequence[float] | None = None) -> Verdict:
+    """The per-image paired verdict (module doc). ``method``, ``random``: per-image scores of shape
+    (seeds, images) on the same images; averaged over the seeds per image (noise draws of one
+    model), then compared image by image. ``score`` / ``baseline`` are the means of the per-seed
+    case scores (``seed_scores``; default the per-image means), as before."""
+    from suite import stats
+
+    m = np.atleast_2d(np.asarray(method, dtype=np.float64))
+    r = np.atleast_2d(np.asarray(random, dtype=np.float64))
+    if m.shape != r.shape or m.size == 0:
+        raise ValueError(f"paired_verdict: per-image scores of shapes {m.shape} and {r.shape}; "
+                         "need the same (seeds, images)")
+    res = stats.paired_interval(m.mean(axis=0), r.mean(axis=0), higher_is_better=higher_is_better)
+    s = list(seed_scores) if seed_scores is not None else [float(v) for v in m.mean(axis=1)]
+    rs = list(random_seed_scores) if random_seed_scores is not None else [
+        float(v) for v in r.mean(axis=1)]
+    mean, var = _mean_var(s)
+    mr, vr = _mean_var(rs)
+    sign = 1.0 if higher_is_better else -1.0
+    advantage = sign * (mean - mr)
+    lo = min(sign * res.ci[0], sign * res.ci[1]) if res.has_interval else advantage
+    return Verdict(mean, math.sqrt(var) if len(s) > 1 else None, mr,
+                   math.sqrt(vr) if len(rs) > 1 else None, higher_is_better, advantage,
+                   advantage - lo, res.beats_random(), m.shape[1], r.shape[1],
+                   _paired_json(res), PAIRED_RULE)
+
+
+def seed_verdict(scores: Sequence[float], random_scores: Sequence[float], *,
+                 higher_is_better: bool) -> Verdict:
+    """Retraining metrics: the seeds as the unit (module doc). Two or more paired seeds: the
+    t-interval over seeds decides; one: the margin rule (``compare_to_random``), and
+    ``paired`` says that there is no interval."""
+    from suite import stats
+
+    base = compare_to_random(scores, random_scores, higher_is_better=higher_is_better)
+    if len(scores) != len(random_scores):
+        return base
+    res = stats.seed_interval(scores, random_scores, higher_is_better=higher_is_better)
+    paired = _paired_json(res)
+    if not res.has_interval:
+        paired["note"] = ("one retraining seed: no interval and no p; the margin rule decides "
+                          "(run --seeds 2 or more for an interval over seeds)")
+        return Verdict(**{**base.as_dict(), "paired": paired})
+    sign = 1.0 if higher_is_better else -1.0
+    lo = min(sign * res.ci[0], sign * res.ci[1])
+    return Verdict(**{**base.as_dict(), "margin": base.advantage - lo, "beats": res.beats_random(),
+                      "paired": paired, "rule": SEED_RULE})
+
+
 def verdict_details(verdict: Verdict) -> dict[str, Any]:
     """The verdict's numbers for a case's details (what the report shows beside the score)."""
-    return {"score_std": verdict.score_std, "baseline_std": verdict.baseline_std,
-            "advantage": verdict.advantage, "margin": verdict.margin, "verdict_rule": RULE}
+    out = {"score_std": verdict.score_std, "baseline_std": verdict.baseline_std,
+           "advantage": verdict.advantage, "margin": verdict.margin, "verdict_rule": verdict.rule}
+    if verdict.paired is not None:
+        out["paired"] = verdict.paired
+    return out
 
 
 def beats_random_check(case, verdict: Verdict, *, what: str = "") -> Check:
@@ -111,11 +197,17 @@ def beats_random_check(case, verdict: Verdict, *, what: str = "") -> Check:
     expectation table, so this check failing makes them xfailed, and passing, xpassed.
     """
     direction = "higher" if verdict.higher_is_better else "lower"
+    why = (f"advantage {verdict.advantage:.4g} <= required margin {verdict.margin:.4g}")
+    pr = verdict.paired
+    if pr is not None and pr.get("p_value") is not None:
+        lo, hi = pr["ci"]
+        why = (f"paired over {pr['n']} {pr['unit']}: method - random {pr['mean_diff']:.4g}, "
+               f"{pr['level']:.0%} interval [{lo:.4g}, {hi:.4g}], one-sided p {pr['p_value']:.3g} "
+               f"(needs < 0.025)")
     return Check("beats_random", verdict.beats, (
         f"{case.method} does not beat the random baseline under {case.metric}{what} on "
         f"{case.dataset}/{case.model}: score {verdict.score:.4g} vs random {verdict.baseline:.4g} "
-        f"({direction} is better; advantage {verdict.advantage:.4g} <= required margin "
-        f"{verdict.margin:.4g})"))
+        f"({direction} is better; {why})"))
 
 
 def conclude(case, verdict: Verdict, *, curves: Sequence[dict] = (), details: dict | None = None,

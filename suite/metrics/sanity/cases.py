@@ -53,6 +53,8 @@ def conclude(case, result: R.SanityResult, x, *, grid: bool = True, details: dic
                                "(rows: test images; columns: input, trained, then each step)"))
     figures.append(Picture(F.plot_curves(result, verdict), f"similarity per {result.test} step, {what}"))
     details = dict(details or {})
+    if result.per_image:
+        details["paired"] = paired_change(result)
     if verdict is None:
         return CaseResult(score=result.similarity[PRIMARY][-1], higher_is_better=False,
                           curves=result.curves(),
@@ -68,6 +70,23 @@ def conclude(case, result: R.SanityResult, x, *, grid: bool = True, details: dic
                       beats_baseline=verdict.passes, curves=result.curves(),
                       details={**details, **V.details(result, verdict)}, figures=figures,
                       checks=[*checks, passes])
+
+
+def paired_change(result: R.SanityResult) -> dict:
+    """The uncertainty of a sanity verdict: per image, the similarity after randomization
+    (cascade, noise, data: the last step; independent: the mean over the single-layer steps) minus
+    the trained-model level (step 0), its paired BCa interval and the one-sided p that the maps
+    changed (lower similarity; ``suite.stats.paired_interval``). The verdict itself stays the
+    documented threshold rule (``verdict.RULE``); this states how sure it is."""
+    from suite import stats
+
+    per = np.asarray(result.per_image, dtype=np.float64)
+    after = per[1:].mean(axis=0) if result.test in ("independent", "noise_independent") else per[-1]
+    res = stats.paired_interval(after, per[0], higher_is_better=False)
+    out = res.to_json()
+    out["note"] = (f"per-image {PRIMARY} after randomization minus the trained-model level; "
+                   "p: one-sided, the maps changed")
+    return out
 
 
 def evaluate_cascade(case, dataset, trained, ctx) -> CaseResult:

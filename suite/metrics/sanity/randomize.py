@@ -15,7 +15,7 @@ from kernels.similarity import MapSimilarity
 from suite.metrics.randomization import (NOISE_MODES, cascading_models,
                                          cascading_noise_models, independent_models,
                                          independent_noise_models, noisy_model)
-from suite.metrics.sanity.similarity import SIMILARITIES, _finish, comparer, normalize_maps
+from suite.metrics.sanity.similarity import PRIMARY, SIMILARITIES, _finish, comparer, normalize_maps
 from suite.registry import METHODS
 
 #: default noise levels s of the model noise test (multiplicative: weights x N(1, s^2))
@@ -52,6 +52,8 @@ class SanityResult:
     random_floor: dict[str, float]
     examples: np.ndarray = field(repr=False, compare=False)
     params: dict[str, Any] = field(default_factory=dict)
+    #: ``per_image[k][i]``: image i's ``PRIMARY`` similarity at step k (the paired interval's units)
+    per_image: tuple[tuple[float, ...], ...] = ()
 
     def curves(self) -> list[dict]:
         x = list(range(len(self.steps)))
@@ -206,11 +208,12 @@ def _evaluate(test: str, model: nn.Module, x: torch.Tensor, labels: torch.Tensor
         accuracy=tuple(accs), agreement=tuple(agrees), n_images=len(x),
         n_constant=tuple(int(s["n_constant"].sum()) for s in sims),
         random_floor={k: float(floor[k].mean()) for k in SIMILARITIES},
-        examples=np.stack([e[:ne] for e in examples]), params=dict(info or {}))
+        examples=np.stack([e[:ne] for e in examples]), params=dict(info or {}),
+        per_image=tuple(tuple(float(v) for v in s[PRIMARY]) for s in sims))
 
 
 #: bump when the meaning of a cached SanityResult changes (steps, normalisation, measures)
-SANITY_VERSION = 2  # 2: one-channel maps pooled too (normalize_maps)
+SANITY_VERSION = 3   # 3: per-image similarities kept; 2: one-channel maps pooled by |.|
 
 
 def cached(ctx, trained, test: str, method: str, x: torch.Tensor, labels: torch.Tensor,
@@ -248,7 +251,8 @@ def cached(ctx, trained, test: str, method: str, x: torch.Tensor, labels: torch.
         similarity=tup(meta["similarity"]), similarity_std=tup(meta["similarity_std"]),
         accuracy=tuple(meta["accuracy"]), agreement=tuple(meta["agreement"]),
         n_images=meta["n_images"], n_constant=tuple(meta["n_constant"]),
-        random_floor=meta["random_floor"], examples=fetched.value["examples"], params=meta["params"])
+        random_floor=meta["random_floor"], examples=fetched.value["examples"], params=meta["params"],
+        per_image=tuple(tuple(v) for v in meta.get("per_image", ())))
     return result, fetched.from_cache
 
 
