@@ -113,7 +113,8 @@ def test_render_returns_index_and_writes_one_self_contained_page(demo):
     assert "url(" not in page  # nothing fetched from CSS either
     imgs = list(doc.iter("img"))
     assert len(imgs) == 3  # insertion plot, roar digits plot, one existing picture
-    assert all(i.attrs["src"].startswith("data:image/png;base64,") for i in imgs)
+    assert all(i.attrs["src"].startswith(("data:image/png;base64,", "data:image/webp;base64,"))
+               for i in imgs)
 
 
 def test_ranking_lower_is_better(demo):
@@ -136,15 +137,20 @@ def test_ranking_higher_is_better_and_outcomes(demo):
     assert "higher is better" in table.find("caption").text()
     cells = {tr.attrs["data-method"]: [td.text() for td in tr.iter("td")]
              for tr in table.find("tbody").iter("tr")}
-    # columns: rank, method, score, baseline, vs random, beats, expectation, outcome, duration
+    # columns: rank, method, score, baseline, vs random, paired CI, beats, outcome,
+    # reason / expectation, duration
     assert cells["oracle"][2] == "0.93 ± 0.01" and cells["oracle"][3] == "0.41"
-    assert cells["oracle"][4] == "+0.52" and "yes" in cells["oracle"][5]
-    assert "cached" in cells["oracle"][8]
-    assert cells["grad"][7].startswith("xfailed") and "gradient saturation" in cells["grad"][7]
-    assert cells["grad"][6].startswith("expected to fail") and "Hooker et al. 2019" in cells[
-        "grad"][6]
-    assert cells["sobel"][7].startswith("xpassed") and "Adebayo" in cells["sobel"][6]
-    assert cells["random"][5] == "baseline"
+    assert cells["oracle"][4] == "+0.52" and "yes" in cells["oracle"][6]
+    assert cells["oracle"][5].startswith("+0.52 [+0.47, +0.57]") and "better" in cells["oracle"][5]
+    assert "p(Holm) 0.004" in cells["oracle"][5] and "n=64, images, bootstrap" in cells[
+        "oracle"][5]
+    assert "overlaps 0" in cells["sobel"][5]          # [-0.02, +0.08] holds 0
+    assert cells["random"][5] == "—"
+    assert "cached" in cells["oracle"][9]
+    assert cells["grad"][7].startswith("xfailed") and "gradient saturation" in cells["grad"][8]
+    assert "expected to fail" in cells["grad"][8] and "Hooker et al. 2019" in cells["grad"][8]
+    assert cells["sobel"][7].startswith("xpassed") and "Adebayo" in cells["sobel"][8]
+    assert cells["random"][6] == "baseline"
 
 
 def test_rank_ties_share_rank_and_unscored_cases_come_last():
@@ -164,12 +170,21 @@ def test_overview_counts_skips_and_failures(demo):
     counts = {box.find("span", class_="k").text(): int(box.find("span", class_="n").text())
               for box in overview.iter("div", class_="count")}
     assert counts == {"passed": 13, "failed (verdict)": 1, "xfailed (expected failure)": 1,
-                      "xpassed (unexpectedly passed)": 1, "skipped": 2}
+                      "xpassed (unexpectedly passed)": 1, "skipped": 3}
     skipped = [[td.text() for td in tr.iter("td")]
                for tr in overview.find("table", id="skipped-datasets").find("tbody").iter("tr")]
     assert [row[0] for row in skipped] == ["cifar10"]  # once, although named three times
-    failures = overview.find("table", id="failures").text()
-    assert "test_roar[digits-simplecnn-grad]" in failures and "sobel" in failures
+    failures = overview.find("table", id="failures")
+    assert "test_roar[digits-simplecnn-grad]" in failures.text() and "sobel" in failures.text()
+    rows = {tr.find("code").text(): [td for td in tr.iter("td")]
+            for tr in failures.find("tbody").iter("tr")}
+    grad = rows["cases/test_roar.py::test_roar[digits-simplecnn-grad]"]
+    # the reason in place: the assertion message without pytest's echo, then the expectation
+    assert grad[2].find("div", class_="why").text() == (
+        "grad does not beat the random baseline under roar on digits/simplecnn: score 0.58 vs "
+        "random 0.52 (lower is better; advantage -0.06 <= required margin 0.0104)")
+    assert "Hooker et al. 2019" in grad[2].text()
+    assert grad[1].find("a").attrs["href"] == "#g-roar-digits-simplecnn"
     verdicts = [li.attrs["class"] for li in overview.find("ul", class_="verdicts").iter("li")]
     assert verdicts == ["bad", "warn", "warn"]  # failed; xpassed; skipped dataset
     meta = overview.find("table", id="run-meta").text()
@@ -196,9 +211,13 @@ def test_accuracy_is_a_plain_table(demo):
     section = parse(demo[3]).find("section", id="metric-accuracy")
     rows = [[td.text() for td in tr.iter("td")]
             for tr in section.find("table", class_="accuracy").find("tbody").iter("tr")]
-    assert [r[:3] for r in rows] == [["cifar10", "resnet8", "—"],
-                                     ["digits", "simplecnn", "0.972"], ["shapes", "mlp", "0.884"]]
-    assert rows[0][3].startswith("skipped")
+    # the absent dataset is one line, not a row
+    assert [r[:3] for r in rows] == [["digits", "simplecnn", "0.972"], ["shapes", "mlp", "0.884"]]
+    skips = [li.text() for li in section.find("ul", class_="skips").iter("li")]
+    assert skips == ["cifar10: dataset not available in this run (not on disk or not evaluated); "
+                     "reasons in Overview"]
+    assert section.find("p", class_="meaning").text() == (
+        "The fraction of test images classified correctly; higher is better. (demo)")
     assert not list(section.iter("img"))
 
 
@@ -226,11 +245,18 @@ def test_text_is_escaped(demo):
 
 def test_images_embedded_and_missing_image_noted(demo):
     _, out, _, page = demo
+    import io
+
+    from PIL import Image
+
     pictures = parse(page).find("section", id="pictures")
     figs = list(pictures.iter("figure"))
     assert len(figs) == 2
     data = figs[0].find("img").attrs["src"].split(",", 1)[1]
-    assert base64.b64decode(data) == (out / "assets" / "ig.png").read_bytes()
+    with Image.open(io.BytesIO(base64.b64decode(data))) as shown, \
+            Image.open(out / "assets" / "ig.png") as original:   # lossless: the same pixels
+        assert shown.size == original.size
+        assert shown.convert("RGB").tobytes() == original.convert("RGB").tobytes()
     assert "missing" in figs[1].attrs["class"]
     assert "Image missing" in figs[1].text() and "assets/missing.png" in figs[1].text()
 
@@ -392,7 +418,7 @@ def test_summary_lines():
     lines = summary_lines(demo_results())
     assert all(len(line) <= 100 for line in lines)
     assert lines[0].startswith("saliencybench: 13 passed, 1 failed, 1 xfailed, 1 xpassed, "
-                               "2 skipped")
+                               "3 skipped")
     assert any(line.startswith("  skipped dataset cifar10:") for line in lines)
     best = {tuple(line.split()[:3]): line.split() for line in lines if "digits/simplecnn" in line}
     assert best[("roar", "↓", "digits/simplecnn")][3:7] == ["oracle", "0.12", "0.52", "+0.4"]
@@ -414,7 +440,7 @@ def test_many_curves_keep_the_axes_visible():
     import io
     import warnings
 
-    from matplotlib import image as mpimg
+    from PIL import Image
 
     from suite.report.plots import curves_png
 
@@ -423,7 +449,8 @@ def test_many_curves_keep_the_axes_visible():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         png = curves_png(group, "sanity_cascade", {})
-    h, w = mpimg.imread(io.BytesIO(png)).shape[:2]
+    with Image.open(io.BytesIO(png)) as im:
+        w, h = im.size
     assert w > h > 300
 
 
