@@ -757,6 +757,9 @@ ul.skips li.absent { list-style:none; margin-left:-18px; }
 .why { color:var(--bad); font-size:12.5px; overflow-wrap:anywhere; }
 td.reason { min-width:10em; max-width:34em; overflow-wrap:anywhere; font-size:12.5px; }
 table.ranking, table.plain { max-width:100%; }
+table.ranking { font-size:13px; }
+table.ranking th, table.ranking td { padding:4px 6px; }
+table.ranking thead th { font-size:12.5px; }
 span.ci { display:block; position:relative; height:10px; width:100%; max-width:130px; background:var(--panel);
   border-radius:2px; margin:2px 0; }
 span.ci-zero { position:absolute; left:50%; top:0; bottom:0; border-left:1px dashed #000; }
