@@ -292,7 +292,7 @@ def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
     n = len(m.panels) + (1 if m.diff else 0)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(2.55 * ncols + 0.3, 1.62 * nrows + 0.75), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(2.25 * ncols + 0.3, 1.45 * nrows + 0.75), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     flat = [a for row in axes for a in row]
