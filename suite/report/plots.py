@@ -367,7 +367,8 @@ def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
         handles.append(Line2D([], [], color="#c0392b", linewidth=0.8, linestyle=(0, (6, 3))))
         labels.append(f"threshold {m.threshold:g}")
     # the title is the page's heading above the figure; the legend is one line
-    fig.legend(handles, labels, loc="outside upper left", ncol=len(handles), fontsize=7.5,
+    per_row = len(handles) if len(handles) <= 5 else -(-len(handles) // 2)
+    fig.legend(handles, labels, loc="outside upper left", ncol=per_row, fontsize=7.5,
                frameon=False, handlelength=2.4, columnspacing=1.2)
     return figure_image(fig)
 
