@@ -181,8 +181,9 @@ def test_plots_are_visible_images_of_non_zero_size(browser):
         assert im["complete"] and im["visible"], im
         assert im["naturalWidth"] > 100 and im["naturalHeight"] > 50, im
         assert im["width"] > 100 and im["height"] > 50, im
-    # small multiples of 5 method panels + the difference panel: 4 columns, 2 rows, 100 dpi
-    assert all(im["naturalWidth"] == 1050 and im["naturalHeight"] == 399 for im in plots)
+    # small multiples of 5 method panels + the difference panel: 4 columns of 2.25 in, 2 rows of
+    # 1.3 in, fixed margins, 100 dpi
+    assert all(im["naturalWidth"] == 962 and im["naturalHeight"] == 392 for im in plots)
     assert all(im["width"] <= 1024 - 64 for im in plots)   # scaled into the page at 1024 px
     wide = [im for im in images if im["alt"] == "a wide picture"][0]
     assert wide["width"] == 2000                            # at its own size, in its scroll box

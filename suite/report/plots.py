@@ -285,6 +285,12 @@ def _kind_dash(i: int, base: Any) -> Any:
     return base if i == 0 else SECONDARY_DASHES[(i - 1) % len(SECONDARY_DASHES)]
 
 
+def _legend_size(m: Multiples) -> int:
+    refs = any(p.reference for p in m.panels)
+    return (min(len(m.kinds), 4) + refs + (refs and len(m.kinds) == 2)
+            + any(any(ln.std or ()) for p in m.panels for ln in p.lines) + (m.threshold is not None))
+
+
 def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
                     direction: str = "", ncols: int = 4) -> tuple[str, bytes]:
     """The small multiples as ``(mime, bytes)``: the difference panel first, then one panel per
@@ -292,9 +298,16 @@ def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
     n = len(m.panels) + (1 if m.diff else 0)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig = Figure(figsize=(2.25 * ncols + 0.3, 1.45 * nrows + 0.75), dpi=DPI, layout="constrained")
+    # fixed margins in inches (a constrained layout took half the rendering time): the legend's
+    # rows on top, tick labels (rotated step names: more) and the x label below, the y label left
+    legend_rows = 1 if _legend_size(m) <= 5 else 2
+    top, bottom, left = 0.12 + 0.2 * legend_rows + 0.2, 0.75 if m.x_ticks else 0.5, 0.62
+    w, h = 2.25 * ncols + left, 1.3 * nrows + 0.3 * (nrows - 1) + top + bottom
+    fig = Figure(figsize=(w, h), dpi=DPI)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, gridspec_kw=dict(
+        left=left / w, right=1 - 0.08 / w, bottom=bottom / h, top=1 - top / h, wspace=0.16,
+        hspace=0.3 / 1.3))
     flat = [a for row in axes for a in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -344,8 +357,8 @@ def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
             ax.set_xticks(range(len(m.x_ticks)))
         for ax in flat[:n]:
             ax.set_xticklabels(m.x_ticks, rotation=40, ha="right", fontsize=6)
-    fig.supxlabel(m.x_label, fontsize=8)
-    fig.supylabel(m.y_label, fontsize=8)
+    fig.supxlabel(m.x_label, fontsize=8, y=0.02, va="bottom")
+    fig.supylabel(m.y_label, fontsize=8, x=0.01, ha="left")
     handles, labels = [], []
     for i, kind in enumerate(m.kinds[:4]):
         handles.append(Line2D([], [], color="#333333", linestyle=_kind_dash(i, "-"),
@@ -359,7 +372,7 @@ def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
             handles.append(Line2D([], [], color="#888888", linestyle=_kind_dash(1, "--"),
                                   linewidth=0.8))
             labels.append(f"random {m.kinds[1]}")
-    if any(ln.std for p in m.panels for ln in p.lines):
+    if any(any(ln.std or ()) for p in m.panels for ln in p.lines):
         from matplotlib.patches import Patch
         handles.append(Patch(color="#333333", alpha=0.18, linewidth=0))
         labels.append("band: ±1 std")
@@ -368,7 +381,8 @@ def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
         labels.append(f"threshold {m.threshold:g}")
     # the title is the page's heading above the figure; the legend is one line
     per_row = len(handles) if len(handles) <= 5 else -(-len(handles) // 2)
-    fig.legend(handles, labels, loc="outside upper left", ncol=per_row, fontsize=7.5,
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, 1.0), ncol=per_row,
+               fontsize=7.5,
                frameon=False, handlelength=2.4, columnspacing=1.2)
     return figure_image(fig)
 
