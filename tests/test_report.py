@@ -111,6 +111,9 @@ def test_render_returns_index_and_writes_one_self_contained_page(demo):
             if k in ("src", "href", "srcset", "action", "poster", "data")]
     assert refs and all(v.startswith(("data:", "#")) for v in refs), "external reference"
     assert "url(" not in page  # nothing fetched from CSS either
+    ids = [node.attrs["id"] for node in doc.iter() if "id" in node.attrs]
+    assert len(ids) == len(set(ids)), "duplicate element ids"
+    assert all(f'id="{v[1:]}"' in page for v in refs if v.startswith("#")), "a dead link"
     imgs = list(doc.iter("img"))
     assert len(imgs) == 3  # insertion plot, roar digits plot, one existing picture
     assert all(i.attrs["src"].startswith(("data:image/png;base64,", "data:image/webp;base64,"))

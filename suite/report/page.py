@@ -436,9 +436,10 @@ suite.report. Per-case data: results.csv.</footer>
                  f'<p class="meaning">{esc(meaning_sentence(meta))}{src}</p>',
                  self.skip_lines(absent, other)]
         if is_plain(metric, groups):
+            first = {id(g[0]) for g in kept.values()}     # a group's anchor: its first row
             rows = "".join(
-                f'<tr class="row-{esc(c.get("outcome"))}" title="{esc(c.get("nodeid"))}" '
-                f'id="{self.group_id(c)}">'
+                f'<tr class="row-{esc(c.get("outcome"))}" title="{esc(c.get("nodeid"))}"'
+                + (f' id="{self.group_id(c)}">' if id(c) in first else ">") +
                 f'<td>{esc(ds)}</td><td>{esc(mo)}</td>'
                 f'<td class="num">{esc(fmt_num(c.get("score")))}</td>'
                 f'<td>{self.outcome_cell(c)}{self.plain_reason(c)}</td>'

@@ -109,6 +109,10 @@ def compact_image(image: Any, colors: int = 256) -> tuple[str, bytes]:
     """
     from PIL import Image
 
+    if image.mode in ("RGBA", "LA") or "transparency" in image.info:   # onto the page's white
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, "white")
+        image.paste(rgba, mask=rgba.getchannel("A"))
     if image.mode == "P" and colors >= 256:
         pal = image
     else:
