@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .compare import compare_runs
-from .plots import (ROLE_STYLE, Style, compact_image, group_multiples, method_styles,
+from .plots import (Style, compact_image, group_multiples, method_styles,
                     multiples_image)
 from .records import (BASELINE_METHOD, OUTCOME_LABELS, ROLE_TEXT, Case, advantage, agreement,
                       as_score, baseline_score, case_place, cases_of, details, direction,
@@ -492,12 +492,12 @@ suite.report. Per-case data: results.csv.</footer>
         gid = self.gids.get((metric, dataset, model)) or self.group_id(group[0])
         title = f"{metric} — {dataset} / {model}"
         ranked = rank_group(group, higher)
-        mult = group_multiples([c for _, c in ranked], metric)
+        mult = group_multiples([c for _, c in ranked])
         if mult is None:
             plot = '<p class="note">No curves recorded for this group.</p>'
         else:
             self.drawn.add((metric, dataset, model))
-            mime, data = multiples_image(mult, title, self.styles, direction_text(higher))
+            mime, data = multiples_image(mult, self.styles)
             plot = (f'<figure class="plot"><img src="{_data_uri(mime, data)}" '
                     f'alt="{esc(title)} curves"><figcaption class="small">One panel per method '
                     'in rank order, each against the random baseline (black dashed); the first '

@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from .records import BASELINE_METHOD, Case, details, method_label
+from .records import BASELINE_METHOD, DEFAULT_ROLES, Case, details, method_label
 
 # 20 distinguishable colours on white (Okabe-Ito first, then Tableau/ColorBrewer picks), no black
 # or grey (the controls' colours) and no dark gold (the oracle's).
@@ -33,8 +33,6 @@ ROLE_STYLE = {  # role -> (colour, matplotlib line style, CSS border style of th
     "control": ("#7f7f7f", ":", "dotted"),
     "oracle": ("#8B6914", "-.", "double"),
 }
-DEFAULT_ROLES = {"random": "baseline", "sobel": "control", "oracle": "oracle"}
-CONTROL_METHODS = ("sobel", "oracle")
 DPI = 100
 MARKERS_UP_TO = 0   # points per curve up to which the points are marked
 SECONDARY_DASHES = ((0, (4, 1.5)), (0, (1, 1.2)), (0, (3, 1, 1, 1)), (0, (6, 2)), (0, (2, 2)))
@@ -218,7 +216,7 @@ class Multiples:
     threshold: float | None = None
 
 
-def group_multiples(ranked: list[Case], metric: str = "") -> Multiples | None:
+def group_multiples(ranked: list[Case]) -> Multiples | None:
     """The data of a group's small multiples, panels in the order of ``ranked`` (best first).
 
     The random case gives no panel of its own: its curves are every panel's reference where a
@@ -295,10 +293,10 @@ def _legend_size(m: Multiples) -> int:
             + any(any(ln.std or ()) for p in m.panels for ln in p.lines) + (m.threshold is not None))
 
 
-def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
-                    direction: str = "", ncols: int = 4) -> tuple[str, bytes]:
+def multiples_image(m: Multiples, styles: dict[str, Style], ncols: int = 4) -> tuple[str, bytes]:
     """The small multiples as ``(mime, bytes)``: the difference panel first, then one panel per
-    method; shared axes; one figure legend line (never larger than a panel)."""
+    method; shared axes; a figure legend of one or two lines (never larger than a panel). The
+    title and direction are the page's, beside the figure."""
     n = len(m.panels) + (1 if m.diff else 0)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
@@ -394,10 +392,11 @@ def multiples_image(m: Multiples, title: str, styles: dict[str, Style],
 def curves_png(group: list[Case], title: str, colors: dict[str, str] | dict[str, Style],
                direction: str = "") -> bytes | None:
     """Image bytes of a group's small multiples (``group`` best first), or ``None`` when no case
-    has a usable curve. ``colors``: method styles (or plain colours, for a quick picture)."""
+    has a usable curve. ``colors``: method styles (or plain colours, for a quick picture);
+    ``title`` and ``direction`` are the old signature's, unused (the page's heading says them)."""
     m = group_multiples(group)
     if m is None:
         return None
     styles = {k: (v if isinstance(v, Style) else Style(v, "-", "solid", "method"))
               for k, v in colors.items()}
-    return multiples_image(m, title, styles, direction)[1]
+    return multiples_image(m, styles)[1]
