@@ -101,7 +101,9 @@ def compact_image(image: Any, colors: int = 256) -> tuple[str, bytes]:
 
     Lossless WebP keeps every pixel of the palette image and is about a quarter smaller than PNG
     on the report's pictures (measured on a smoke run's maps, snapshots and curves); both
-    encoders are deterministic. A palette image with 256 colours is kept as it is; the report's
+    encoders are deterministic. Effort: method 4 at quality 100 gave 6% fewer bytes than method
+    6 at quality 80 on the maps pictures for 3x the time (0.34 s a 3664 x 602 picture); method 6
+    at quality 100 another 2% for 40x. A palette image with 256 colours is kept as it is; the report's
     own line plots are quantized to ``colors=64`` (few colours but antialiasing: unchanged to
     the eye, a fifth fewer bytes).
     """
@@ -117,7 +119,7 @@ def compact_image(image: Any, colors: int = 256) -> tuple[str, bytes]:
         pal = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
                                             dither=Image.Dither.NONE)
     webp = io.BytesIO()
-    pal.save(webp, format="WEBP", lossless=True, quality=80, method=6)
+    pal.save(webp, format="WEBP", lossless=True, quality=100, method=4)
     png = io.BytesIO()
     pal.save(png, format="PNG", optimize=True)
     if len(webp.getvalue()) < len(png.getvalue()):
