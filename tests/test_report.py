@@ -111,9 +111,13 @@ def test_render_returns_index_and_writes_one_self_contained_page(demo):
             if k in ("src", "href", "srcset", "action", "poster", "data")]
     assert refs and all(v.startswith(("data:", "#")) for v in refs), "external reference"
     assert "url(" not in page  # nothing fetched from CSS either
+    ids = [node.attrs["id"] for node in doc.iter() if "id" in node.attrs]
+    assert len(ids) == len(set(ids)), "duplicate element ids"
+    assert all(f'id="{v[1:]}"' in page for v in refs if v.startswith("#")), "a dead link"
     imgs = list(doc.iter("img"))
     assert len(imgs) == 3  # insertion plot, roar digits plot, one existing picture
-    assert all(i.attrs["src"].startswith("data:image/png;base64,") for i in imgs)
+    assert all(i.attrs["src"].startswith(("data:image/png;base64,", "data:image/webp;base64,"))
+               for i in imgs)
 
 
 def test_ranking_lower_is_better(demo):
@@ -136,15 +140,20 @@ def test_ranking_higher_is_better_and_outcomes(demo):
     assert "higher is better" in table.find("caption").text()
     cells = {tr.attrs["data-method"]: [td.text() for td in tr.iter("td")]
              for tr in table.find("tbody").iter("tr")}
-    # columns: rank, method, score, baseline, vs random, beats, expectation, outcome, duration
+    # columns: rank, method, score, baseline, vs random, paired CI, beats, outcome,
+    # reason / expectation, duration
     assert cells["oracle"][2] == "0.93 ± 0.01" and cells["oracle"][3] == "0.41"
-    assert cells["oracle"][4] == "+0.52" and "yes" in cells["oracle"][5]
-    assert "cached" in cells["oracle"][8]
-    assert cells["grad"][7].startswith("xfailed") and "gradient saturation" in cells["grad"][7]
-    assert cells["grad"][6].startswith("expected to fail") and "Hooker et al. 2019" in cells[
-        "grad"][6]
-    assert cells["sobel"][7].startswith("xpassed") and "Adebayo" in cells["sobel"][6]
-    assert cells["random"][5] == "baseline"
+    assert cells["oracle"][4] == "+0.52" and "yes" in cells["oracle"][6]
+    assert cells["oracle"][5].startswith("+0.52 [+0.47, +0.57]") and "better" in cells["oracle"][5]
+    assert "p(Holm) 0.004" in cells["oracle"][5] and "n=64, images, bootstrap" in cells[
+        "oracle"][5]
+    assert "overlaps 0" in cells["sobel"][5]          # [-0.02, +0.08] holds 0
+    assert cells["random"][5] == "—"
+    assert "cached" in cells["oracle"][9]
+    assert cells["grad"][7].startswith("xfailed") and "gradient saturation" in cells["grad"][8]
+    assert "expected to fail" in cells["grad"][8] and "Hooker et al. 2019" in cells["grad"][8]
+    assert cells["sobel"][7].startswith("xpassed") and "Adebayo" in cells["sobel"][8]
+    assert cells["random"][6] == "baseline"
 
 
 def test_rank_ties_share_rank_and_unscored_cases_come_last():
@@ -164,12 +173,21 @@ def test_overview_counts_skips_and_failures(demo):
     counts = {box.find("span", class_="k").text(): int(box.find("span", class_="n").text())
               for box in overview.iter("div", class_="count")}
     assert counts == {"passed": 13, "failed (verdict)": 1, "xfailed (expected failure)": 1,
-                      "xpassed (unexpectedly passed)": 1, "skipped": 2}
+                      "xpassed (unexpectedly passed)": 1, "skipped": 3}
     skipped = [[td.text() for td in tr.iter("td")]
                for tr in overview.find("table", id="skipped-datasets").find("tbody").iter("tr")]
     assert [row[0] for row in skipped] == ["cifar10"]  # once, although named three times
-    failures = overview.find("table", id="failures").text()
-    assert "test_roar[digits-simplecnn-grad]" in failures and "sobel" in failures
+    failures = overview.find("table", id="failures")
+    assert "test_roar[digits-simplecnn-grad]" in failures.text() and "sobel" in failures.text()
+    rows = {tr.find("code").text(): [td for td in tr.iter("td")]
+            for tr in failures.find("tbody").iter("tr")}
+    grad = rows["cases/test_roar.py::test_roar[digits-simplecnn-grad]"]
+    # the reason in place: the assertion message without pytest's echo, then the expectation
+    assert grad[2].find("div", class_="why").text() == (
+        "grad does not beat the random baseline under roar on digits/simplecnn: score 0.58 vs "
+        "random 0.52 (lower is better; advantage -0.06 <= required margin 0.0104)")
+    assert "Hooker et al. 2019" in grad[2].text()
+    assert grad[1].find("a").attrs["href"] == "#g-roar-digits-simplecnn"
     verdicts = [li.attrs["class"] for li in overview.find("ul", class_="verdicts").iter("li")]
     assert verdicts == ["bad", "warn", "warn"]  # failed; xpassed; skipped dataset
     meta = overview.find("table", id="run-meta").text()
@@ -196,9 +214,13 @@ def test_accuracy_is_a_plain_table(demo):
     section = parse(demo[3]).find("section", id="metric-accuracy")
     rows = [[td.text() for td in tr.iter("td")]
             for tr in section.find("table", class_="accuracy").find("tbody").iter("tr")]
-    assert [r[:3] for r in rows] == [["cifar10", "resnet8", "—"],
-                                     ["digits", "simplecnn", "0.972"], ["shapes", "mlp", "0.884"]]
-    assert rows[0][3].startswith("skipped")
+    # the absent dataset is one line, not a row
+    assert [r[:3] for r in rows] == [["digits", "simplecnn", "0.972"], ["shapes", "mlp", "0.884"]]
+    skips = [li.text() for li in section.find("ul", class_="skips").iter("li")]
+    assert skips == ["cifar10: dataset not available in this run (not on disk or not evaluated); "
+                     "reasons in Overview"]
+    assert section.find("p", class_="meaning").text() == (
+        "The fraction of test images classified correctly; higher is better. (demo)")
     assert not list(section.iter("img"))
 
 
@@ -226,11 +248,18 @@ def test_text_is_escaped(demo):
 
 def test_images_embedded_and_missing_image_noted(demo):
     _, out, _, page = demo
+    import io
+
+    from PIL import Image
+
     pictures = parse(page).find("section", id="pictures")
     figs = list(pictures.iter("figure"))
     assert len(figs) == 2
     data = figs[0].find("img").attrs["src"].split(",", 1)[1]
-    assert base64.b64decode(data) == (out / "assets" / "ig.png").read_bytes()
+    with Image.open(io.BytesIO(base64.b64decode(data))) as shown, \
+            Image.open(out / "assets" / "ig.png") as original:   # lossless: the same pixels
+        assert shown.size == original.size
+        assert shown.convert("RGB").tobytes() == original.convert("RGB").tobytes()
     assert "missing" in figs[1].attrs["class"]
     assert "Image missing" in figs[1].text() and "assets/missing.png" in figs[1].text()
 
@@ -392,7 +421,7 @@ def test_summary_lines():
     lines = summary_lines(demo_results())
     assert all(len(line) <= 100 for line in lines)
     assert lines[0].startswith("saliencybench: 13 passed, 1 failed, 1 xfailed, 1 xpassed, "
-                               "2 skipped")
+                               "3 skipped")
     assert any(line.startswith("  skipped dataset cifar10:") for line in lines)
     best = {tuple(line.split()[:3]): line.split() for line in lines if "digits/simplecnn" in line}
     assert best[("roar", "↓", "digits/simplecnn")][3:7] == ["oracle", "0.12", "0.52", "+0.4"]
@@ -414,7 +443,7 @@ def test_many_curves_keep_the_axes_visible():
     import io
     import warnings
 
-    from matplotlib import image as mpimg
+    from PIL import Image
 
     from suite.report.plots import curves_png
 
@@ -423,7 +452,8 @@ def test_many_curves_keep_the_axes_visible():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         png = curves_png(group, "sanity_cascade", {})
-    h, w = mpimg.imread(io.BytesIO(png)).shape[:2]
+    with Image.open(io.BytesIO(png)) as im:
+        w, h = im.size
     assert w > h > 300
 
 
@@ -456,3 +486,178 @@ def test_a_metric_without_methods_is_a_plain_table(tmp_path):
                .iter("th", class_="mhead")]
     assert headers == ["roar"]
     assert not any("sanity_grid" in line for line in summary_lines(results_of(grid, *roar))[1:])
+
+
+# --- issue 20: small multiples, one style per method, skips folded, reasons in place ------------
+
+def _curve_case(method, metric, score, ys, *, dataset="digits", higher=True, **kw):
+    xs = [0.0, 0.5, 1.0]
+    curves = [{"label": f"{method} MoRF", "x": xs, "y": ys},
+              {"label": "random MoRF", "x": xs, "y": [0.5, 0.5, 0.5]}]
+    return case(f"cases/t.py::test_{metric}[{dataset}-simplecnn-{method}]", method, score,
+                metric=metric, higher=higher, dataset=dataset, curves=curves, **kw)
+
+
+def _colors_in(data: bytes) -> set[tuple[int, int, int]]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return {c for _, c in im.convert("RGB").getcolors(1 << 20)}
+
+
+def _has(colors: set, hex_color: str, tol: int = 6) -> bool:
+    rgb = tuple(int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return any(all(abs(a - b) <= tol for a, b in zip(c, rgb)) for c in colors)
+
+
+def test_one_colour_per_method_across_figures_and_tables(tmp_path):
+    """A method has the same colour in every figure and in the tables' swatches, whatever else
+    the figure holds; controls have their fixed neutral styles."""
+    from suite.report.plots import PALETTE, ROLE_STYLE, method_styles
+
+    styles = method_styles(["zeta", "alpha", "random", "sobel", "oracle"])
+    assert styles["alpha"].color == PALETTE[0] and styles["zeta"].color == PALETTE[1]
+    assert (styles["random"].color, styles["random"].linestyle) == ROLE_STYLE["baseline"][:2]
+    assert (styles["sobel"].color, styles["sobel"].linestyle) == ("#7f7f7f", ":")
+    assert styles["oracle"].role == "oracle" and styles["oracle"].color not in PALETTE
+    # a role from results.json overrides the default by id
+    assert method_styles(["mine"], {"mine": "baseline"})["mine"].color == "#000000"
+
+    res = results_of(
+        _curve_case("alpha", "aopc", 0.9, [1.0, 0.8, 0.9]),
+        _curve_case("zeta", "aopc", 0.7, [1.0, 0.6, 0.7]),
+        _curve_case("random", "aopc", 0.5, [0.5, 0.5, 0.5]),
+        _curve_case("zeta", "road", 0.7, [1.0, 0.6, 0.7], higher=False))
+    doc = parse(render(res, tmp_path).read_text())
+    imgs = {im.attrs["alt"]: base64.b64decode(im.attrs["src"].split(",", 1)[1])
+            for im in doc.iter("img")}
+    aopc = _colors_in(imgs["aopc — digits / simplecnn curves"])
+    road = _colors_in(imgs["road — digits / simplecnn curves"])
+    a, z = styles["alpha"].color, styles["zeta"].color
+    assert _has(aopc, a) and _has(aopc, z)
+    assert _has(road, z) and not _has(road, a)   # zeta keeps its colour without alpha beside it
+    swatches = {(tr.attrs["data-method"], tr.find("i").attrs["data-color"])
+                for tr in doc.iter("tr") if "data-method" in tr.attrs and list(tr.iter("i"))}
+    assert {("alpha", a), ("zeta", z), ("random", "#000000")} <= swatches
+    assert len({c for m, c in swatches if m == "zeta"}) == 1
+    legend = doc.find("p", id="legend")
+    assert [s.attrs["data-method"] for s in legend.iter("span", class_="lg")] == [
+        "alpha", "zeta", "random"]
+    assert "baseline (black dashed)" in legend.text()
+
+
+def test_small_multiples_panels_in_rank_order_against_random():
+    from suite.report.plots import group_multiples
+
+    rel = {"L": [0, 1, 2], "relative": [0.0, 0.2, 0.4]}
+    ranked = [_curve_case("zeta", "aopc", 0.9, [1.0, 0.9, 0.8], details={"relative_aopc": rel}),
+              _curve_case("alpha", "aopc", 0.7, [1.0, 0.7, 0.6]),
+              case("r", "random", 0.5, metric="aopc",
+                   curves=[{"label": "random MoRF", "x": [0.0, 0.5, 1.0], "y": [0.4, 0.4, 0.4]}])]
+    ranked[1]["curves"] = ranked[1]["curves"][:1]   # alpha recorded no random curve of its own
+    m = group_multiples(ranked)
+    assert [p.method for p in m.panels] == ["zeta", "alpha"]   # random: no panel of its own
+    assert m.kinds == ["MoRF"]
+    assert m.panels[0].reference[0].y == [0.5, 0.5, 0.5]      # the case's own random curve
+    assert m.panels[1].reference[0].y == [0.4, 0.4, 0.4]      # else the random case's
+    diff = {name: y for name, _, y in m.diff}
+    assert diff["zeta"] == [0.0, 0.2, 0.4]                    # Samek's relative AOPC
+    assert diff["alpha"] == pytest.approx([0.6, 0.3, 0.2])    # method - random
+    assert "Samek" in m.diff_title
+
+
+def test_skips_folded_per_section(demo):
+    doc = parse(demo[3])
+    section = doc.find("section", id="metric-roar")
+    lines = [li.text() for li in section.find("ul", class_="skips").iter("li")]
+    assert lines == ["cifar10: dataset not available in this run (not on disk or not "
+                     "evaluated); reasons in Overview",
+                     "1 case skipped: deconvnet needs a ReLU network (digits/simplecnn/deconvnet)"]
+    # no table for the absent dataset, no skipped row in the present one
+    assert [t.attrs["data-group"] for t in section.iter("table", class_="ranking")] == [
+        "roar/digits/simplecnn"]
+    assert "deconvnet" not in [m for m, _, _ in ranking(doc, "roar/digits/simplecnn")]
+    # the overview keeps the full reasons
+    assert "cifar10 not downloaded (run with --sb-download)" in doc.find(
+        "table", id="skipped-datasets").text()
+
+
+def test_failed_reason_in_the_metric_table(demo):
+    table = parse(demo[3]).find("table", **{"data-group": "roar/digits/simplecnn"})
+    row = table.find("tr", **{"data-method": "grad"})
+    why = row.find("td", class_="reason").find("div", class_="why").text()
+    assert why.startswith("grad does not beat the random baseline under roar")
+    assert "score 0.58 vs random 0.52" in why and "required margin 0.0104" in why
+    assert "assert False" not in why
+
+
+def test_failure_reason_without_a_message_uses_the_verdict_numbers():
+    from suite.report.records import failure_reason
+
+    c = case("n", "grad", 0.58, outcome="failed", baseline={"method": "random", "score": 0.52},
+             details={"advantage": -0.06, "margin": 0.0104})
+    assert failure_reason(c) == ("score 0.58; vs random 0.52; advantage -0.06 <= required "
+                                 "margin 0.0104")
+    c["details"]["error"] = "RuntimeError: CUDA out of memory\nTraceback ..."
+    c["outcome"] = "error"
+    assert failure_reason(c) == "RuntimeError: CUDA out of memory Traceback ..."
+    assert failure_reason(case("p", "grad", 0.1)) is None
+
+
+def test_meaning_from_metadata_else_inferred():
+    from suite.report.records import meaning_sentence, metric_meta
+
+    res = demo_results()
+    roar = metric_meta(res, "roar")
+    assert (roar["higher_is_better"], roar["inferred"]) == (False, False)
+    assert meaning_sentence(roar) == ("The retrained model's test accuracy, mean over the removed "
+                                      "fractions; lower is better.")
+    sanity = [c for c in res["cases"] if c["metric"] == "sanity"]
+    assert meaning_sentence(metric_meta(res, "sanity", sanity)) == "Lower is better."
+    pictures = [case("m", None, None, metric="maps", higher=None)]
+    assert meaning_sentence(metric_meta({}, "maps", pictures)).startswith("No direction")
+    res["metrics"]["maps"] = {"score": "no score: the maps are a picture", "higher_is_better": None}
+    assert meaning_sentence(metric_meta(res, "maps", pictures)) == (
+        "No score: the maps are a picture; no direction: these cases are pictures or gates, "
+        "not ranked.")
+
+
+def test_agreement_matrix_drawn_per_dataset_model(demo):
+    section = parse(demo[3]).find("section", id="agreement")
+    table = section.find("table", class_="agreement", **{"data-key": "digits/simplecnn"})
+    cells = [[td.text() for td in tr.iter("td")] for tr in table.find("tbody").iter("tr")]
+    assert cells == [["+1.00", "+0.60", "—"], ["+0.60", "+1.00", "-0.20"],
+                     ["—", "-0.20", "+1.00"]]
+    assert [th.text() for th in table.find("thead").iter("th")] == ["", "insertion", "roar",
+                                                                    "sanity"]
+    neg = [td for td in table.iter("td") if td.text() == "-0.20"][0]
+    assert "rgba(207,34,46" in neg.attrs["style"]            # red for disagreement
+
+
+def test_pictures_stacked_per_group_and_superseded_plots_left_out(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "assets").mkdir()
+    for i, color in enumerate(("red", "blue", "green")):
+        Image.new("RGB", (60, 40), color).save(tmp_path / "assets" / f"s{i}.png")
+    Image.new("RGB", (50, 30), "black").save(tmp_path / "assets" / "plot.png")
+    cases = [_curve_case(m, "sanity_noise", s, [1.0, 0.5, s], higher=False,
+                         images=[{"title": f"grid {m}", "file": f"assets/s{i}.png"},
+                                 {"title": f"similarity per noise step, {m}",
+                                  "file": "assets/plot.png"}])
+             for i, (m, s) in enumerate((("b", 0.3), ("a", 0.1), ("c", 0.2)))]
+    page = render(results_of(*cases), tmp_path).read_text()
+    section = parse(page).find("section", id="pictures")
+    figs = list(section.iter("figure"))
+    assert len(figs) == 1 and "stack" in figs[0].attrs["class"]
+    assert "in the table's order: a, c, b" in figs[0].text()   # lower is better: a first
+    assert "3 per-case similarity plot(s) are not embedded" in section.text()
+    import io
+    with Image.open(io.BytesIO(base64.b64decode(
+            figs[0].find("img").attrs["src"].split(",", 1)[1]))) as im:
+        assert im.size == (180, 40)                           # three columns of 60 x 40
+        rgb = im.convert("RGB")
+        assert [rgb.getpixel((30 + 60 * k, 20)) for k in range(3)] == [
+            (0, 0, 255), (0, 128, 0), (255, 0, 0)]            # a (blue), c (green), b (red)

@@ -2,8 +2,11 @@
 
 ``python -m suite.report.demo OUT_DIR`` renders it, to preview the page without running the suite.
 It holds: accuracy rows, a lower-is-better metric (roar) and a higher-is-better one (insertion)
-with spread bands, a failed case, an xfailed and an xpassed case, a skipped dataset, a case with
-no curve, an image that exists and one that is missing, and a nodeid with ``<script>`` in it.
+with spread bands, a failed case with its assertion message, an xfailed and an xpassed case, a
+skipped dataset (in two metrics) and a case skipped for another reason, a case with no curve, an
+image that exists and one that is missing, a nodeid with ``<script>`` in it, metric and method
+metadata (sanity left without, to show the fallback), paired intervals on insertion and a
+metric-agreement matrix.
 """
 from __future__ import annotations
 
@@ -20,6 +23,17 @@ ROAR = {"grad": 0.58, "intgrad": 0.35, "smoothgrad_sq": 0.22, "random": 0.52, "s
         "oracle": 0.12}
 INSERTION = {"grad": 0.61, "intgrad": 0.72, "smoothgrad_sq": 0.66, "random": 0.41, "sobel": 0.44,
              "oracle": 0.93}
+ROLES = {"random": "baseline", "sobel": "control", "oracle": "oracle"}
+METRICS = {
+    "accuracy": {"description": "test accuracy of the trained model", "higher_is_better": True,
+                 "score": "the fraction of test images classified correctly", "source": "demo"},
+    "roar": {"description": "RemOve And Retrain", "higher_is_better": False,
+             "score": "the retrained model's test accuracy, mean over the removed fractions",
+             "source": "Hooker et al. 2019"},
+    "insertion": {"description": "insertion", "higher_is_better": True,
+                  "score": "the area under the class probability as pixels are inserted",
+                  "source": "Petsiuk et al. 2018"},
+}
 HOOKER = "Hooker et al. 2019, A Benchmark for Interpretability Methods in Deep Neural Networks"
 
 
@@ -76,7 +90,23 @@ def demo_results(out_dir: Path | None = None) -> dict:
             case["images"] = [{"title": "Integrated gradients, 4 digits", "file": "assets/ig.png"},
                               {"title": "Lost picture", "file": "assets/missing.png"}]
     cases += roar
+    roar[0]["details"]["error"] = (
+        "AssertionError: grad does not beat the random baseline under roar on digits/simplecnn: "
+        "score 0.58 vs random 0.52 (lower is better; advantage -0.06 <= required margin 0.0104)"
+        "\nassert False\n +  where False = Verdict(score=0.58).beats")
+    cases.append({"nodeid": "cases/test_roar.py::test_roar[digits-simplecnn-deconvnet]",
+                  "metric": "roar", "dataset": "digits", "model": "simplecnn", "method": "deconvnet",
+                  "outcome": "skipped", "duration_s": 0.0, "score": None,
+                  "higher_is_better": False, "baseline": None, "beats_baseline": None,
+                  "curves": [], "details": {"reason": "deconvnet needs a ReLU network"}})
     insertion = _metric_cases("insertion", INSERTION, higher=True)
+    for case in insertion:
+        if case["method"] != "random":
+            d = round(case["score"] - INSERTION["random"], 4)
+            case["details"]["paired"] = {"mean_diff": d, "ci": [round(d - 0.05, 4),
+                                                                round(d + 0.05, 4)],
+                                         "level": 0.95, "p_value": 0.001, "p_holm": 0.004,
+                                         "n": 64, "unit": "images", "method": "bootstrap"}
     insertion[0]["outcome"] = "xfailed"
     insertion[0]["beats_baseline"] = True
     insertion[0]["details"].update(reason="gradient saturation",
@@ -111,6 +141,12 @@ def demo_results(out_dir: Path | None = None) -> dict:
                 "git": "0123456789abcdef0123456789abcdef01234567",
                 "skipped_datasets": {"cifar10": "cifar10 not downloaded (run with --sb-download)"}},
         "cases": cases,
+        "metrics": METRICS,
+        "methods": {m: {"description": f"{m} (demo)", "role": ROLES.get(m, "method"),
+                        "source": "demo"} for m in ROAR},
+        "agreement": {"digits/simplecnn": {"metrics": ["insertion", "roar", "sanity"],
+                                           "tau": [[1.0, 0.6, None], [0.6, 1.0, -0.2],
+                                                   [None, -0.2, 1.0]]}},
     }
 
 

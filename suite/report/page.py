@@ -13,16 +13,25 @@ from pathlib import Path
 from typing import Any
 
 from .compare import compare_runs
-from .plots import curves_png, method_colors
-from .records import (BASELINE_METHOD, OUTCOME_LABELS, Case, advantage,
-                      as_score, baseline_score, cases_of, details, direction, direction_text,
-                      expectation, fmt_duration, fmt_num, fmt_signed, group_baseline, is_plain,
-                      group_cases, mean_rank, method_label, other_skips, outcome_counts,
-                      rank_group, run_duration_s, skipped_datasets, summary_matrix, text)
+from .plots import (Style, compact_image, group_multiples, method_styles,
+                    multiples_image)
+from .records import (BASELINE_METHOD, OUTCOME_LABELS, ROLE_TEXT, Case, advantage, agreement,
+                      as_score, baseline_score, case_place, cases_of, details, direction,
+                      direction_text, expectation, failure_reason, fmt_duration, fmt_num,
+                      fmt_signed, fold_skips, group_baseline, is_plain, group_cases,
+                      meaning_sentence, mean_rank, method_label, method_roles, metric_meta,
+                      other_skips, outcome_counts, paired, rank_group, run_duration_s,
+                      skipped_datasets, summary_matrix, text)
+from .style import STYLE
 from .tables import write_csv
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".gif": "image/gif", ".webp": "image/webp", ".svg": "image/svg+xml"}
+# Per-case pictures that the report draws itself from the cases' curves (the sanity checks'
+# similarity plots: the sections' small multiples show the same curves): not embedded, the files
+# stay in assets/.
+SUPERSEDED_PICTURES = ("similarity per ",)
+WIDE_PICTURE = 1400  # px: wider pictures sit in a horizontal scroll box at their own size
 # No network, no scripts: the page can only use itself.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -58,6 +67,22 @@ def _write_atomic(path: Path, content: str) -> None:
         raise
 
 
+def stack_images(images: list) -> Any:
+    """PIL images on one white canvas, in reading order: as many columns as fit 1300 px (at most
+    3), each picture at its own size, centred in its cell."""
+    from PIL import Image
+
+    w = max(im.width for im in images)
+    h = max(im.height for im in images)
+    cols = max(1, min(3, 1300 // max(w, 1), len(images)))
+    rows = -(-len(images) // cols)
+    canvas = Image.new("RGB", (cols * w, rows * h), "white")
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        canvas.paste(im.convert("RGB"), (c * w + (w - im.width) // 2, r * h))
+    return canvas
+
+
 def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -69,8 +94,18 @@ class _Page:
         self.out_dir = out_dir
         self.compare = compare
         self.groups = group_cases(results)
-        self.colors = method_colors(method_label(c) for c in cases_of(results))
+        self.roles = method_roles(results)
+        self.styles = method_styles((method_label(c) for c in cases_of(results)
+                                     if c.get("method") is not None), self.roles)
+        self.colors = {m: st.color for m, st in self.styles.items()}
+        self.drawn: set[tuple[str, str, str]] = set()   # groups whose curves the page drew
         self.ids: set[str] = set()
+        self.ids.update({"overview", "summary", "comparison", "pictures", "studies",
+                         "agreement", "legend", "matrix-box"})
+        self.gids: dict[tuple[str, str, str], str] = {}
+        for metric, groups in self.groups.items():
+            for ds, mo in groups:
+                self.gids[(metric, ds, mo)] = self.anchor("g", metric, ds, mo)
 
     def anchor(self, *parts: Any) -> str:
         """A unique, readable element id."""
@@ -87,7 +122,11 @@ class _Page:
             ("overview", "Overview", self.overview()),
             ("summary", "Summary matrix", self.matrix()),
         ]
-        self.ids.update({"overview", "summary", "comparison", "pictures", "studies"})
+        self.ids.update({"overview", "summary", "comparison", "pictures", "studies",
+                         "agreement"})
+        agree = self.agreement()
+        if agree:
+            sections.append(("agreement", "Agreement", agree))
         if self.compare is not None:
             sections.append(("comparison", "Comparison", self.comparison()))
         for metric, groups in self.groups.items():
@@ -97,7 +136,7 @@ class _Page:
         if pictures:
             sections.append(("pictures", "Pictures", pictures))
         from .studies import section as studies_section   # Samek Fig. 4, model table, ...
-        studies = studies_section(self.results)
+        studies = studies_section(self.results, self.colors)
         if studies:
             sections.append(("studies", "Studies", studies))
         nav = " ".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title, _ in sections)
@@ -117,7 +156,7 @@ class _Page:
 </head>
 <body>
 <header><h1>saliencybench report</h1><p class="sub">{sub}</p>
-<nav>{nav}</nav></header>
+<nav>{nav}</nav>{self.legend()}</header>
 <main>
 {body}
 </main>
@@ -206,9 +245,11 @@ suite.report. Per-case data: results.csv.</footer>
         if notable:
             rows = "".join(
                 f'<tr class="row-{esc(c.get("outcome"))}"><td>{self.outcome_cell(c)}</td>'
-                f'<td><code>{esc(c.get("nodeid"))}</code></td></tr>' for c in notable)
+                f'<td><a href="#{self.group_id(c)}">{esc(c.get("metric"))} · '
+                f'{esc(case_place(c))}</a><div class="small"><code>{esc(c.get("nodeid"))}'
+                f'</code></div></td><td>{self.reason_html(c)}</td></tr>' for c in notable)
             side.append('<h3>Failed and unexpected cases</h3><table class="plain" id="failures">'
-                        '<thead><tr><th>Outcome</th><th>Case</th></tr></thead>'
+                        '<thead><tr><th>Outcome</th><th>Case</th><th>Reason</th></tr></thead>'
                         f'<tbody>{rows}</tbody></table>')
         parts.append(f'<div>{"".join(side)}</div></div></section>')
         return "\n".join(parts)
@@ -267,10 +308,71 @@ suite.report. Per-case data: results.csv.</footer>
                 'relative to the random baseline (+ = better than random). Green: beats random; '
                 'red: worse than random; dark green: best in the column; ✗: the case failed. '
                 'Rows are sorted by mean rank.</p>'
-                '<div class="scroll"><table class="matrix" id="summary-matrix"><thead>'
+                '<div class="matrix-box" id="matrix-box"><table class="matrix" '
+                'id="summary-matrix"><thead>'
                 f'<tr><th rowspan="2">Method</th><th rowspan="2">Mean rank</th>'
                 f'<th rowspan="2">Wins</th>{h1}</tr><tr>{h2}</tr></thead>'
                 f'<tbody>{"".join(body)}</tbody></table></div></section>')
+
+    # --- styles, legend, agreement ----------------------------------------------------------
+    def group_id(self, case: Case) -> str:
+        key = (text(case.get("metric"), "(no metric)"), text(case.get("dataset"), "(none)"),
+               text(case.get("model"), "(none)"))
+        if key not in self.gids:
+            self.gids[key] = self.anchor("g", *key)
+        return self.gids[key]
+
+    def style(self, method: str) -> Style:
+        return self.styles.get(method) or Style("#666666", "-", "solid", "method")
+
+    def swatch(self, method: str) -> str:
+        st = self.style(method)
+        return (f'<i class="sw sw-{esc(st.role)}" data-color="{esc(st.color)}" '
+                f'style="border-top:3px {st.css} {st.color}"></i>')
+
+    def legend(self) -> str:
+        """One line: every attribution method's colour, then the controls' styles."""
+        methods = [m for m, st in self.styles.items() if st.is_method]
+        controls = [m for m, st in self.styles.items() if not st.is_method]
+        if not self.styles:
+            return ""
+        items = "".join(f'<span class="lg" data-method="{esc(m)}">{self.swatch(m)}{esc(m)}</span>'
+                        for m in methods)
+        ctl = "".join(f'<span class="lg" data-method="{esc(m)}">{self.swatch(m)}{esc(m)}: '
+                      f'{esc(ROLE_TEXT.get(self.style(m).role, self.style(m).role))}</span>'
+                      for m in controls)
+        return (f'<p class="legend" id="legend"><b>Methods</b> (one colour each, in every figure '
+                f'and table): {items}{" · " if ctl else ""}{ctl}</p>')
+
+    def agreement(self) -> str:
+        """Kendall's tau between the metrics' method rankings, one matrix per (dataset, model)."""
+        mats = agreement(self.results)
+        if not mats:
+            return ""
+        parts = ['<section id="agreement"><h2>Agreement between metrics</h2>'
+                 '<p class="lead">Kendall\'s tau between the method rankings of every pair of '
+                 'metrics (1: the same order, 0: unrelated, −1: reversed; — where undefined, e.g. '
+                 'fewer than two common methods).</p><div class="pics">']
+        for key, metrics, tau in mats:
+            head = "".join(f"<th>{esc(m)}</th>" for m in metrics)
+            rows = []
+            for m, row in zip(metrics, tau):
+                cells = []
+                for v in row:
+                    if v is None:
+                        cells.append('<td class="tau tau-none">—</td>')
+                        continue
+                    a = min(1.0, abs(v))
+                    color = (f"rgba(26,127,55,{0.15 + 0.6 * a:.2f})" if v >= 0
+                             else f"rgba(207,34,46,{0.15 + 0.6 * a:.2f})")
+                    cells.append(f'<td class="tau" style="background:{color}">{v:+.2f}</td>')
+                rows.append(f"<tr><th>{esc(m)}</th>{''.join(cells)}</tr>")
+            parts.append(f'<figure class="agree"><table class="agreement" '
+                         f'data-key="{esc(key)}"><thead><tr><th></th>{head}</tr></thead>'
+                         f'<tbody>{"".join(rows)}</tbody></table><figcaption>{esc(key)}'
+                         '</figcaption></figure>')
+        parts.append("</div></section>")
+        return "".join(parts)
 
     # --- per-metric sections ----------------------------------------------------------------
     def outcome_cell(self, case: Case) -> str:
@@ -280,51 +382,130 @@ suite.report. Per-case data: results.csv.</footer>
             label = "✗ FAILED"
         elif outcome == "error":
             label = "⚠ ERROR"
+        return f'<span class="o o-{esc(outcome)}">{esc(label)}</span>'
+
+    def reason_html(self, case: Case) -> str:
+        """Why a case failed (visible), with the full message folded; an expectation and its
+        source for an xfail/xpass; an error's text."""
+        out = []
+        why = failure_reason(case)
+        if why:
+            out.append(f'<div class="why">{esc(why)}</div>')
+        error = details(case).get("error") if case.get("outcome") in ("failed", "error") else None
+        if error and str(error).strip() != (why or ""):
+            out.append(f'<details class="small err"><summary>full message</summary>'
+                       f'<pre>{esc(error)}</pre></details>')
+        exp = expectation(case)
         reason = details(case).get("reason")
-        extra = f'<div class="small">{esc(reason)}</div>' if reason else ""
-        error = details(case).get("error") if outcome in ("failed", "error") else None
-        if error:
-            short = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-            extra += (f'<details class="small err"><summary>{esc(short)}</summary>'
-                      f'<pre>{esc(error)}</pre></details>')
-        return f'<span class="o o-{esc(outcome)}">{esc(label)}</span>{extra}'
+        if reason and not (exp and str(reason).startswith("expected")):
+            out.append(f'<div class="small">{esc(reason)}</div>')
+        if exp:
+            out.append(f'<div>expected to {esc(exp.get("expected"))}</div>'
+                       + (f'<div class="small">{esc(exp.get("source"))}</div>'
+                          if exp.get("source") else ""))
+        return "".join(out) or "—"
+
+    def plain_reason(self, case: Case) -> str:
+        """The reason of a plain table's row: only where something went wrong or unexpected."""
+        return (self.reason_html(case) if case.get("outcome") in ("failed", "error", "xpassed")
+                else "")
 
     def duration_cell(self, case: Case) -> str:
         cached = ' <span class="tag">cached</span>' if details(case).get("from_cache") else ""
         return f"{esc(fmt_duration(case.get('duration_s')))}{cached}"
 
+    def skip_lines(self, absent: list[str], other: dict[str, list[Case]]) -> str:
+        lines = []
+        if absent:
+            lines.append(f'<li class="absent">{esc(", ".join(absent))}: dataset not available '
+                         'in this run (not on disk or not evaluated); reasons in '
+                         '<a href="#overview">Overview</a></li>')
+        for reason, cases in other.items():
+            names = ", ".join(case_place(c) for c in cases)
+            lines.append(f'<li>{len(cases)} case{"s" * (len(cases) != 1)} skipped: '
+                         f'{esc(reason)} <span class="small">({esc(names)})</span></li>')
+        return f'<ul class="skips">{"".join(lines)}</ul>' if lines else ""
+
     def metric_section(self, sid: str, metric: str, groups: dict) -> str:
-        parts = [f'<section id="{sid}" class="metric"><h2>{esc(metric)}</h2>']
+        all_cases = [c for g in groups.values() for c in g]
+        meta = metric_meta(self.results, metric, all_cases)
+        kept, absent, other = fold_skips(self.results, groups)
+        src = (f' <span class="small">({esc(meta["source"])})</span>' if meta.get("source")
+               else "")
+        parts = [f'<section id="{sid}" class="metric"><h2>{esc(metric)}</h2>',
+                 f'<p class="meaning">{esc(meaning_sentence(meta))}{src}</p>',
+                 self.skip_lines(absent, other)]
         if is_plain(metric, groups):
+            first = {id(g[0]) for g in kept.values()}     # a group's anchor: its first row
             rows = "".join(
-                f'<tr class="row-{esc(c.get("outcome"))}" title="{esc(c.get("nodeid"))}">'
+                f'<tr class="row-{esc(c.get("outcome"))}" title="{esc(c.get("nodeid"))}"'
+                + (f' id="{self.group_id(c)}">' if id(c) in first else ">") +
                 f'<td>{esc(ds)}</td><td>{esc(mo)}</td>'
                 f'<td class="num">{esc(fmt_num(c.get("score")))}</td>'
-                f'<td>{self.outcome_cell(c)}</td><td class="num">{self.duration_cell(c)}</td></tr>'
-                for (ds, mo), group in groups.items() for c in group)
-            higher = direction(c for g in groups.values() for c in g)
-            parts.append(f'<p class="meta">{esc(direction_text(higher))}</p>'
-                         f'<table class="plain accuracy" id="{self.anchor("table", metric)}">'
-                         '<thead><tr><th>Dataset</th><th>Model</th><th>Score</th><th>Outcome</th>'
-                         f'<th>Duration</th></tr></thead><tbody>{rows}</tbody></table>')
+                f'<td>{self.outcome_cell(c)}{self.plain_reason(c)}</td>'
+                f'<td class="num">{self.duration_cell(c)}</td></tr>'
+                for (ds, mo), group in kept.items() for c in group)
+            if rows:
+                parts.append(f'<table class="plain accuracy" id="{self.anchor("table", metric)}">'
+                             '<thead><tr><th>Dataset</th><th>Model</th><th>Score</th>'
+                             '<th>Outcome</th><th>Duration</th></tr></thead>'
+                             f'<tbody>{rows}</tbody></table>')
         else:
-            for (ds, mo), group in groups.items():
-                parts.append(self.group_block(metric, ds, mo, group))
+            for (ds, mo), group in kept.items():
+                parts.append(self.group_block(metric, ds, mo, group, meta))
         parts.append("</section>")
-        return "\n".join(parts)
+        return "\n".join(p for p in parts if p)
 
-    def group_block(self, metric: str, dataset: str, model: str, group: list[Case]) -> str:
+    def paired_cell(self, case: Case, scale: float, higher: bool | None) -> str:
+        p = paired(case)
+        if p is None:
+            return "—"
+        lo, hi = p["ci"]
+        mean = p["mean_diff"]
+        level = as_score(p.get("level"))
+        pos = lambda v: 50 + 50 * v / scale  # noqa: E731  (percent across the cell; 0 mid)
+        bar = (f'<span class="ci" title="{esc(fmt_signed(mean))} [{esc(fmt_signed(lo))}, '
+               f'{esc(fmt_signed(hi))}]"><span class="ci-zero"></span>'
+               f'<span class="ci-bar" style="left:{pos(lo):.1f}%;width:{max(pos(hi) - pos(lo), 1):.1f}%">'
+               f'</span><span class="ci-dot" style="left:{pos(mean):.1f}%"></span></span>')
+        better = None if higher is None else (lo > 0 if higher else hi < 0)
+        worse = None if higher is None else (hi < 0 if higher else lo > 0)
+        mark = ('<span class="yes">better</span>' if better else
+                '<span class="no">worse</span>' if worse else '<span class="base">overlaps 0</span>')
+        pv = as_score(p.get("p_holm"))
+        pv = as_score(p.get("p_value")) if pv is None else pv
+        unit = text(p.get("unit"), "")
+        how = ", ".join(x for x in (f"n={p['n']}" if p.get("n") is not None else "",
+                                    unit, text(p.get("method"), "")) if x)
+        return (f'<div class="num">{esc(fmt_signed(mean))} [{esc(fmt_signed(lo))}, '
+                f'{esc(fmt_signed(hi))}]</div>{bar}<div class="small">{mark}'
+                f'{f" · p(Holm) {fmt_num(pv, 2)}" if pv is not None else ""}'
+                f'{f" · {esc(how)}" if how else ""}'
+                f'{f" · {level:.0%}" if level is not None else ""}</div>')
+
+    def group_block(self, metric: str, dataset: str, model: str, group: list[Case],
+                    meta: dict | None = None) -> str:
         higher = direction(group)
+        if higher is None and meta is not None:
+            higher = meta.get("higher_is_better")
         base = group_baseline(group)
-        gid = self.anchor(metric, dataset, model)
+        gid = self.gids.get((metric, dataset, model)) or self.group_id(group[0])
         title = f"{metric} — {dataset} / {model}"
         ranked = rank_group(group, higher)
-        png = curves_png([c for _, c in ranked], title, self.colors, direction_text(higher))
-        if png is None:
+        mult = group_multiples([c for _, c in ranked])
+        if mult is None:
             plot = '<p class="note">No curves recorded for this group.</p>'
         else:
-            plot = (f'<figure class="plot"><img src="{_data_uri("image/png", png)}" '
-                    f'alt="{esc(title)} curves"></figure>')
+            self.drawn.add((metric, dataset, model))
+            mime, data = multiples_image(mult, self.styles)
+            plot = (f'<figure class="plot"><img src="{_data_uri(mime, data)}" '
+                    f'alt="{esc(title)} curves"><figcaption class="small">One panel per method '
+                    'in rank order, each against the random baseline (black dashed); the first '
+                    f'panel: {esc(mult.diff_title)} of every method.</figcaption></figure>')
+        pairs = [paired(c) for _, c in ranked]
+        has_paired = any(p is not None for p in pairs)
+        scale = max([max(abs(p["ci"][0]), abs(p["ci"][1]), abs(p["mean_diff"]))
+                     for p in pairs if p is not None] or [1.0]) or 1.0
         rows = []
         for rank, case in ranked:
             method = method_label(case)
@@ -337,72 +518,133 @@ suite.report. Per-case data: results.csv.</footer>
                            False: '<span class="no">✗ no</span>'}.get(beats, "—"))
             std = as_score(details(case).get("score_std"))
             score = fmt_num(case.get("score")) + (f" ± {fmt_num(std, 2)}" if std else "")
-            exp = expectation(case)
-            exp_html = "—"
-            if exp:
-                exp_html = (f'expected to {esc(exp.get("expected"))}'
-                            + (f'<div class="small">{esc(exp.get("source"))}</div>'
-                               if exp.get("source") else ""))
-            swatch = f'<i class="sw" style="background:{self.colors.get(method, "#666")}"></i>'
+            ci = (f'<td class="pair">{self.paired_cell(case, scale * 1.05, higher)}</td>'
+                  if has_paired else "")
             rows.append(
                 f'<tr class="row-{esc(case.get("outcome"))}{" is-base" if is_base else ""}" '
                 f'data-method="{esc(method)}" data-rank="{"" if rank is None else rank}">'
                 f'<td class="num">{"—" if rank is None else rank}</td>'
-                f'<td class="name" title="{esc(case.get("nodeid"))}">{swatch}{esc(method)}</td>'
+                f'<td class="name" title="{esc(case.get("nodeid"))}">{self.swatch(method)}'
+                f'{esc(method)}</td>'
                 f'<td class="num">{esc(score)}</td>'
                 f'<td class="num">{esc(fmt_num(row_base))}</td>'
-                f'<td class="num">{esc(fmt_signed(adv))}</td><td>{beats_html}</td>'
-                f'<td>{exp_html}</td><td>{self.outcome_cell(case)}</td>'
-                f'<td class="num">{self.duration_cell(case)}</td></tr>')
+                f'<td class="num">{esc(fmt_signed(adv))}</td>{ci}<td>{beats_html}</td>'
+                f'<td>{self.outcome_cell(case)}</td><td class="reason">{self.reason_html(case)}'
+                f'</td><td class="num">{self.duration_cell(case)}</td></tr>')
         arrow = {True: "↑", False: "↓"}.get(higher, "?")
-        meta = (f'<b>{esc(direction_text(higher))}</b> · random baseline score '
-                f'{esc(fmt_num(base))} · {len(group)} case(s)')
+        ci_head = "<th>Paired Δ vs random (CI)</th>" if has_paired else ""
+        info = (f'random baseline score {esc(fmt_num(base))} · {len(group)} case(s)')
         return (f'<div class="group" id="{gid}"><h3>{esc(dataset)} / {esc(model)}</h3>'
-                f'<p class="meta">{meta}</p>{plot}'
+                f'<p class="meta">{info}</p>{plot}'
                 f'<table class="ranking" data-group="{esc(metric)}/{esc(dataset)}/{esc(model)}">'
                 f'<caption>Methods ranked by score ({esc(direction_text(higher))})</caption>'
                 f'<thead><tr><th>Rank</th><th>Method</th><th>Score {arrow}</th>'
-                '<th>Baseline</th><th>vs random</th><th>Beats baseline</th><th>Expectation</th>'
-                f'<th>Outcome</th><th>Duration</th></tr></thead><tbody>{"".join(rows)}</tbody>'
-                '</table></div>')
+                f'<th>Baseline</th><th>vs random</th>{ci_head}<th>Beats baseline</th>'
+                '<th>Outcome</th><th>Reason / expectation</th><th>Duration</th></tr></thead>'
+                f'<tbody>{"".join(rows)}</tbody></table></div>')
 
     # --- pictures ---------------------------------------------------------------------------
-    def image_html(self, case: Case, image: Any) -> str:
+    def load_picture(self, image: Any) -> tuple[str | None, str, Any]:
+        """``(problem, file, (mime, bytes) or PIL image)`` of a case's picture record."""
         if not isinstance(image, dict):
-            return '<div class="pic missing">Unreadable image record.</div>'
-        title, file = text(image.get("title"), ""), text(image.get("file"), "")
-        caption = f'<figcaption>{esc(title)}<div class="small">{esc(case.get("nodeid"))}</div>'
+            return "unreadable record", "", None
+        file = text(image.get("file"), "")
         root = self.out_dir.resolve()
         path = (self.out_dir / file).resolve()
-        problem = None
         if not file or not path.is_relative_to(root):
-            problem = "outside the report folder"
-        elif not path.is_file():
-            problem = "missing"
-        if problem is None:
-            try:
-                data = path.read_bytes()
-            except OSError as e:
-                problem = f"unreadable ({e.strerror})"
-        if problem is not None:
-            return (f'<figure class="pic missing"><div class="missing-note">Image {esc(problem)}: '
-                    f'<code>{esc(file)}</code></div>{caption}</figcaption></figure>')
+            return "outside the report folder", file, None
+        if not path.is_file():
+            return "missing", file, None
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            return f"unreadable ({e.strerror})", file, None
         mime = IMAGE_TYPES.get(path.suffix.lower(), "application/octet-stream")
-        return (f'<figure class="pic"><img src="{_data_uri(mime, data)}" alt="{esc(title)}">'
-                f'{caption}</figcaption></figure>')
+        if mime in ("image/svg+xml", "image/gif"):
+            return None, file, (mime, data)
+        try:
+            import io
+
+            from PIL import Image
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                return None, file, im.copy()
+        except Exception:   # not a picture PIL reads: embed the bytes as they are
+            return None, file, (mime, data)
+
+    def picture_figure(self, img: Any, title: str, sub: str, extra_cls: str = "") -> str:
+        if isinstance(img, tuple):
+            mime, data, width = img[0], img[1], 0
+        else:
+            mime, data = compact_image(img)
+            width = img.width
+        wide = width > WIDE_PICTURE
+        tag = (f'<img src="{_data_uri(mime, data)}" alt="{esc(title)}"'
+               + (f' width="{width}"' if wide else "") + ">")
+        if wide:
+            tag = f'<div class="wide">{tag}</div>'
+        return (f'<figure class="pic{" pic-wide" if wide else ""}{extra_cls}">{tag}'
+                f'<figcaption>{esc(title)}<div class="small">{sub}</div></figcaption></figure>')
 
     def pictures(self) -> str:
-        parts = []
+        """Per (metric, dataset, model), the cases' pictures: the k-th picture of every case
+        stacked into one image (in the table's rank order), so the page has one picture where
+        it had one per method; missing ones noted; superseded similarity plots left out."""
+        parts, superseded = [], 0
         for metric, groups in self.groups.items():
             for (ds, mo), group in groups.items():
-                figs = [self.image_html(c, im) for c in group
-                        if isinstance(c.get("images"), list) for im in c["images"]]
+                higher = direction(group)
+                ordered = [c for _, c in rank_group(group, higher)]
+                stacks: dict[int, list[tuple[Case, str, Any]]] = {}
+                figs, missing = [], []
+                for case in ordered:
+                    images = case.get("images") if isinstance(case.get("images"), list) else []
+                    for k, image in enumerate(images):
+                        title = text(image.get("title"), "") if isinstance(image, dict) else ""
+                        if (metric, ds, mo) in self.drawn and title.startswith(
+                                SUPERSEDED_PICTURES):
+                            superseded += 1
+                            continue
+                        problem, file, img = self.load_picture(image)
+                        if problem is not None:
+                            missing.append(
+                                f'<figure class="pic missing"><div class="missing-note">Image '
+                                f'{esc(problem)}: <code>{esc(file)}</code></div><figcaption>'
+                                f'{esc(title)}<div class="small">{esc(case.get("nodeid"))}</div>'
+                                '</figcaption></figure>')
+                        else:
+                            stacks.setdefault(k, []).append((case, title, img))
+                for k, items in stacks.items():
+                    rasters = [it for it in items if not isinstance(it[2], tuple)]
+                    for case, title, img in (it for it in items if isinstance(it[2], tuple)):
+                        figs.append(self.picture_figure(img, title, esc(case.get("nodeid"))))
+                    widths = [im.width for _, _, im in rasters]
+                    stackable = (len(rasters) > 1 and max(widths) <= 1300
+                                 and max(widths) <= 1.3 * min(widths)
+                                 and all(c.get("method") is not None for c, _, _ in rasters))
+                    if not stackable:
+                        for case, title, img in rasters:
+                            figs.append(self.picture_figure(img, title, esc(case.get("nodeid"))))
+                    else:
+                        names = ", ".join(method_label(c) for c, _, _ in rasters)
+                        titles = "".join(f"<li>{esc(t)}</li>" for _, t, _ in rasters)
+                        figs.append(self.picture_figure(
+                            stack_images([im for _, _, im in rasters]),
+                            f"{rasters[0][1]} … ({len(rasters)} cases)",
+                            f"one picture per case, in the table's order: {esc(names)}"
+                            f"<details><summary>titles</summary><ul>{titles}</ul></details>",
+                            " stack"))
+                figs += missing
                 if figs:
                     parts.append(f'<h3>{esc(metric)} — {esc(ds)} / {esc(mo)}</h3>'
                                  f'<div class="pics">{"".join(figs)}</div>')
         if not parts:
             return ""
-        return '<section id="pictures"><h2>Pictures</h2>' + "\n".join(parts) + "</section>"
+        note = (f'<p class="note">{superseded} per-case similarity plot(s) are not embedded: the '
+                'sections\' small multiples draw the same curves (the files are in '
+                '<code>assets/</code>).</p>' if superseded else "")
+        return ('<section id="pictures"><h2>Pictures</h2>' + note + "\n".join(parts)
+                + "</section>")
 
     # --- comparison -------------------------------------------------------------------------
     def comparison(self) -> str:
@@ -451,92 +693,3 @@ suite.report. Per-case data: results.csv.</footer>
               [[esc(c["key"]), esc(c["old"]), esc(c["new"])] for c in diff["run_changes"]])
         parts.append("</section>")
         return "\n".join(parts)
-
-
-STYLE = """
-:root { --fg:#1d232a; --muted:#5b6570; --line:#dfe3e8; --bg:#ffffff; --panel:#f6f8fa;
-  --good:#1a7f37; --good-bg:#dafbe1; --bad:#cf222e; --bad-bg:#ffebe9; --warn:#9a6700;
-  --warn-bg:#fff8c5; --best:#116329; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;
-  color:var(--fg); background:var(--bg); }
-header { padding:18px 32px 10px; border-bottom:1px solid var(--line); background:var(--panel); }
-h1 { margin:0 0 2px; font-size:22px; }
-.sub { margin:0 0 8px; color:var(--muted); }
-nav a { display:inline-block; margin:0 12px 4px 0; color:#0969da; text-decoration:none; }
-nav a:hover { text-decoration:underline; }
-main { padding:8px 32px 32px; max-width:1400px; }
-section { margin-top:26px; }
-h2 { font-size:19px; border-bottom:2px solid var(--line); padding-bottom:4px; margin:0 0 12px; }
-h3 { font-size:15px; margin:18px 0 6px; }
-code { font:12px ui-monospace,"DejaVu Sans Mono",monospace; word-break:break-all; }
-.small { font-size:12px; color:var(--muted); }
-.note, .meta, .lead { color:var(--muted); margin:4px 0 8px; }
-.lead { max-width:900px; }
-ul.verdicts { list-style:none; padding:0; margin:0 0 12px; }
-ul.verdicts li { padding:7px 12px; border-radius:6px; margin-bottom:5px; font-weight:500; }
-li.good { background:var(--good-bg); color:var(--good); }
-li.good::before { content:"✓ "; }
-li.bad { background:var(--bad-bg); color:var(--bad); }
-li.bad::before { content:"✗ "; }
-li.warn { background:var(--warn-bg); color:var(--warn); }
-li.warn::before { content:"⚠ "; }
-.counts { display:flex; flex-wrap:wrap; gap:10px; margin:6px 0 10px; }
-.count { min-width:110px; padding:8px 12px; border:1px solid var(--line); border-radius:8px;
-  background:var(--panel); }
-.count .n { display:block; font-size:22px; font-weight:700; }
-.count .k { color:var(--muted); font-size:12px; }
-.count.o-failed .n { color:var(--bad); } .count.o-passed .n { color:var(--good); }
-.count.o-xpassed .n { color:var(--warn); }
-.cols { display:grid; grid-template-columns:minmax(280px,420px) 1fr; gap:28px; }
-@media (max-width: 900px) { .cols { grid-template-columns:1fr; } }
-table { border-collapse:collapse; margin:6px 0 10px; }
-th, td { padding:4px 9px; border-bottom:1px solid var(--line); text-align:left;
-  vertical-align:top; }
-thead th { background:var(--panel); font-weight:600; border-bottom:2px solid var(--line); }
-table.meta th { font-weight:500; color:var(--muted); background:none; }
-caption { caption-side:top; text-align:left; color:var(--muted); font-size:12px; padding:2px 0; }
-td.name, .o-failed { white-space:nowrap; }
-table.meta td { word-break:break-all; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
-tr.row-failed td, tr.row-error td { background:var(--bad-bg); }
-details.err pre { white-space:pre-wrap; max-width:60em; font-size:11px; }
-tr.row-xpassed td { background:var(--warn-bg); }
-tr.row-skipped td { color:var(--muted); }
-tr.is-base td { font-style:italic; }
-.o { font-weight:500; }
-.o-passed { color:var(--good); } .o-failed, .o-error { color:var(--bad); font-weight:700; }
-.o-xfailed { color:var(--muted); } .o-xpassed { color:var(--warn); }
-.o-skipped { color:var(--muted); }
-.yes { color:var(--good); font-weight:600; } .no { color:var(--bad); font-weight:600; }
-.base { color:var(--muted); }
-.tag { font-size:11px; color:var(--muted); border:1px solid var(--line); border-radius:4px;
-  padding:0 4px; }
-i.sw { display:inline-block; width:10px; height:10px; border-radius:2px; margin-right:6px; }
-.group { margin:0 0 26px; padding:4px 0 8px; border-bottom:1px dashed var(--line); }
-figure { margin:0; }
-figure.plot img { display:block; max-width:100%; height:auto; border:1px solid var(--line);
-  border-radius:4px; }
-.scroll { overflow-x:auto; }
-table.matrix th, table.matrix td { text-align:center; border:1px solid var(--line); }
-table.matrix tbody th { text-align:left; }
-table.matrix th.mhead { background:#eaeef2; }
-table.matrix td.c { min-width:64px; }
-table.matrix td .adv { display:block; font-size:11px; color:var(--muted); }
-td.c-best { background:#aceebb; } td.c-best b { color:var(--best); }
-td.c-better { background:var(--good-bg); } td.c-worse { background:var(--bad-bg); }
-td.c-base { background:#eaeef2; } td.c-none { color:#bbb; }
-td.c-failed { outline:2px solid var(--bad); outline-offset:-2px; }
-tr.is-base th { font-style:italic; }
-.pics { display:flex; flex-wrap:wrap; gap:14px; }
-figure.pic { max-width:420px; border:1px solid var(--line); border-radius:6px; padding:6px; }
-figure.pic img { display:block; max-width:100%; height:auto; image-rendering:auto; }
-figure.pic figcaption { font-size:13px; margin-top:4px; }
-figure.missing { background:var(--warn-bg); }
-.missing-note { color:var(--warn); font-weight:600; padding:12px 4px; }
-p.nochange { background:var(--good-bg); color:var(--good); padding:8px 12px; border-radius:6px;
-  font-weight:600; }
-p.changed { background:var(--warn-bg); color:var(--warn); padding:8px 12px; border-radius:6px;
-  font-weight:600; }
-footer { padding:16px 32px; color:var(--muted); font-size:12px; border-top:1px solid var(--line); }
-"""

@@ -1,25 +1,79 @@
 """Matplotlib figures for the report, built on ``matplotlib.figure.Figure`` (Agg, no pyplot).
 
-One figure per (metric, dataset, model) group: every method's curve, the random baseline black and
-dashed, a shaded band of +-y_std where given. Output is PNG bytes with no timestamp or software
-metadata, so identical input gives identical bytes.
+Curve metrics are drawn as small multiples: per (metric, dataset, model) one small panel per
+method (in the table's rank order) with the method's curve against the random baseline's, bands of
++-y_std where recorded, and one overview panel of the method-minus-random difference (for AOPC
+Samek et al.'s relative curve, ``details.relative_aopc``). Every method has one style in the
+whole report (``method_styles``): attribution methods a colour of a fixed palette by method id,
+the random baseline black dashed, sobel (a control) grey dotted, the oracle dark gold dash-dot.
+
+Output is image bytes with no timestamp or software metadata, so identical input gives identical
+bytes.
 """
 from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from .records import BASELINE_METHOD, Case, method_label
+from .records import BASELINE_METHOD, DEFAULT_ROLES, Case, details, method_label
 
-# Colour-blind friendly cycle (Okabe-Ito, black left out: black is the baseline's colour).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
-           "#7F3C8D", "#11A579", "#3969AC", "#E73F74", "#80BA5A")
-CONTROL_METHODS = ("sobel", "oracle")  # non-attribution controls: drawn dotted
+# 20 distinguishable colours on white (Okabe-Ito first, then Tableau/ColorBrewer picks), no black
+# or grey (the controls' colours) and no dark gold (the oracle's).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#7F3C8D",
+           "#E73F74", "#80BA5A", "#17BECF", "#9E0142", "#3969AC", "#F781BF", "#006D2C",
+           "#FDB863", "#4B0092", "#BCBD22", "#A6761D", "#1F3A93", "#FF6F61")
+ROLE_STYLE = {  # role -> (colour, matplotlib line style, CSS border style of the swatch)
+    "baseline": ("#000000", "--", "dashed"),
+    "control": ("#7f7f7f", ":", "dotted"),
+    "oracle": ("#8B6914", "-.", "double"),
+}
 DPI = 100
+MARKERS_UP_TO = 0   # points per curve up to which the points are marked
+SECONDARY_DASHES = ((0, (4, 1.5)), (0, (1, 1.2)), (0, (3, 1, 1, 1)), (0, (6, 2)), (0, (2, 2)))
+
+
+@dataclass(frozen=True)
+class Style:
+    color: str
+    linestyle: Any
+    css: str            # CSS border style of the table swatch: solid / dashed / dotted / double
+    role: str
+
+    @property
+    def is_method(self) -> bool:
+        return self.role == "method"
+
+
+def method_styles(methods: Iterable[str], roles: dict[str, str] | None = None) -> dict[str, Style]:
+    """One style per method id for the whole report: attribution methods (role ``method``) take
+    the palette's colours in sorted id order; baseline, control and oracle have fixed styles."""
+    roles = roles or {}
+    names = sorted({str(m) for m in methods})
+    role_of = {m: roles.get(m) or DEFAULT_ROLES.get(m, "method") for m in names}
+    out: dict[str, Style] = {}
+    plain = [m for m in names if role_of[m] not in ROLE_STYLE]
+    for i, m in enumerate(plain):
+        out[m] = Style(PALETTE[i % len(PALETTE)], "-", "solid", "method")
+    for m in names:
+        if role_of[m] in ROLE_STYLE:
+            color, ls, css = ROLE_STYLE[role_of[m]]
+            out[m] = Style(color, ls, css, role_of[m])
+    return out
+
+
+def method_colors(methods: Iterable[str], roles: dict[str, str] | None = None) -> dict[str, str]:
+    """The colour of each method (see ``method_styles``)."""
+    return {m: s.color for m, s in method_styles(methods, roles).items()}
+
+
+def _style(styles: dict[str, Style], method: str) -> Style:
+    return styles.get(method) or Style("#666666", "-", "solid", "method")
 
 
 def png_bytes(fig: Figure, **savefig_kw: Any) -> bytes:
@@ -42,12 +96,46 @@ def png_bytes(fig: Figure, **savefig_kw: Any) -> bytes:
     return out.getvalue()
 
 
-def method_colors(methods: Iterable[str]) -> dict[str, str]:
-    """A fixed colour per method (sorted order), so a method looks the same in every plot."""
-    names = sorted({m for m in methods if m != BASELINE_METHOD})
-    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(names)}
-    colors[BASELINE_METHOD] = "#000000"
-    return colors
+def compact_image(image: Any, colors: int = 256) -> tuple[str, bytes]:
+    """A PIL image as the smaller of lossless WebP and palette PNG: ``(mime, bytes)``.
+
+    Lossless WebP keeps every pixel of the palette image and is about a quarter smaller than PNG
+    on the report's pictures (measured on a smoke run's maps, snapshots and curves); both
+    encoders are deterministic. Effort: method 4 at quality 100 gave 6% fewer bytes than method
+    6 at quality 80 on the maps pictures for 3x the time (0.34 s a 3664 x 602 picture); method 6
+    at quality 100 another 2% for 40x. A palette image with 256 colours is kept as it is; the report's
+    own line plots are quantized to ``colors=64`` (few colours but antialiasing: unchanged to
+    the eye, a fifth fewer bytes).
+    """
+    from PIL import Image
+
+    if image.mode in ("RGBA", "LA") or "transparency" in image.info:   # onto the page's white
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, "white")
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    if image.mode == "P" and colors >= 256:
+        pal = image
+    else:
+        pal = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                                            dither=Image.Dither.NONE)
+    webp = io.BytesIO()
+    pal.save(webp, format="WEBP", lossless=True, quality=100, method=4)
+    png = io.BytesIO()
+    pal.save(png, format="PNG", optimize=True)
+    if len(webp.getvalue()) < len(png.getvalue()):
+        return "image/webp", webp.getvalue()
+    return "image/png", png.getvalue()
+
+
+def figure_image(fig: Figure, colors: int = 64) -> tuple[str, bytes]:
+    """A figure as ``(mime, bytes)``: see ``compact_image``."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return compact_image(im, colors)
 
 
 def _floats(values: Any) -> list[float]:
@@ -73,52 +161,244 @@ def usable_curves(case: Case) -> list[dict]:
     return out
 
 
-def curves_png(group: list[Case], title: str, colors: dict[str, str],
-               direction: str = "") -> bytes | None:
-    """PNG of all curves of a group's cases, or ``None`` when no case has a usable curve.
+# --- small multiples ------------------------------------------------------------------------------
 
-    Curves are drawn and listed in the legend in the order of ``group`` (pass it best first), the
-    random baseline last.
+@dataclass
+class Line:
+    kind: str                  # what the curve measures ("MoRF", "spearman_abs", ""): its label
+    x: list[float]
+    y: list[float]
+    std: list[float] | None
+
+
+def split_label(label: str, method: str) -> tuple[str, str]:
+    """``(who, kind)`` of a curve label: ``"gradient MoRF"`` -> ("gradient", "MoRF"), ``"random
+    LERF"`` -> ("random", "LERF"); a label naming no one (a sanity measure) is the case's own."""
+    label = str(label or "").strip()
+    for who in dict.fromkeys([method, BASELINE_METHOD]):
+        if label == who:
+            return who, ""
+        if label.startswith(who + " "):
+            return who, label[len(who) + 1:].strip()
+    return method, label
+
+
+def _line(c: dict, kind: str) -> Line:
+    y = _floats(c["y"])
+    std = _floats(c.get("y_std"))
+    return Line(kind, _floats(c["x"]), y, std if len(std) == len(y) else None)
+
+
+def case_lines(case: Case) -> tuple[list[Line], list[Line]]:
+    """The case's own curves and the random baseline's curves it recorded beside them."""
+    method = method_label(case)
+    own, rnd = [], []
+    for c in usable_curves(case):
+        who, kind = split_label(c.get("label"), method)
+        (rnd if who == BASELINE_METHOD and method != BASELINE_METHOD else own).append(_line(c, kind))
+    return own, rnd
+
+
+@dataclass
+class Panel:
+    method: str
+    lines: list[Line]           # the method's, first = the primary one (what the score reads)
+    reference: list[Line]       # the random baseline's, same kinds
+
+
+@dataclass
+class Multiples:
+    panels: list[Panel]
+    diff: list[tuple[str, list[float], list[float]]]   # (method, x, method - random)
+    diff_title: str
+    kinds: list[str]
+    x_label: str
+    y_label: str
+    x_ticks: list[str] | None = None
+    threshold: float | None = None
+
+
+def group_multiples(ranked: list[Case]) -> Multiples | None:
+    """The data of a group's small multiples, panels in the order of ``ranked`` (best first).
+
+    The random case gives no panel of its own: its curves are every panel's reference where a
+    case did not record random's beside its own (the sanity checks' calibration random).
     """
-    curves = [(case, c) for case in group for c in usable_curves(case)]
-    if not curves:
-        return None
-    # the legend sits right of the axes: give it columns (and the figure height) to fit, so the
-    # axes keep their size when a group has many curves (sanity checks: ~5 per method)
-    ncol = 1 if len(curves) <= 16 else (2 if len(curves) <= 40 else 3)
-    rows = -(-len(curves) // ncol)
-    fig = Figure(figsize=(7.2 + 2.4 * (ncol - 1), max(3.8, 0.19 * rows + 0.9)), dpi=DPI,
-                 layout="constrained")
+    base_case = next((c for c in ranked if c.get("method") == BASELINE_METHOD), None)
+    base_lines = case_lines(base_case)[0] if base_case is not None else []
+    panels, first = [], None
+    for case in ranked:
+        if case.get("method") == BASELINE_METHOD:
+            continue
+        own, rnd = case_lines(case)
+        if not own:
+            continue
+        first = first or next(c for c in usable_curves(case))
+        kinds = [ln.kind for ln in own]
+        ref = rnd or [ln for ln in base_lines if ln.kind in kinds]
+        panels.append(Panel(method_label(case), own, ref))
+    if not panels:
+        if base_lines:   # only the baseline recorded curves: draw it alone
+            first = usable_curves(base_case)[0]
+            panels.append(Panel(BASELINE_METHOD, base_lines, []))
+        else:
+            return None
+    kinds = list(dict.fromkeys(ln.kind for p in panels for ln in p.lines))
+    diff, diff_title = [], ""
+    primary = kinds[0]
+    rel_cases = {method_label(c): details(c).get("relative_aopc") for c in ranked
+                 if isinstance(details(c).get("relative_aopc"), dict)}
+    for p in panels:
+        rel = rel_cases.get(p.method)
+        if rel is not None:
+            x, y = _floats(rel.get("L")), _floats(rel.get("relative"))
+            if x and len(x) == len(y):
+                diff.append((p.method, x, y))
+                diff_title = "AOPC − AOPC_random (Samek Fig. 4)"
+                continue
+        mine = next((ln for ln in p.lines if ln.kind == primary), None)
+        ref = next((ln for ln in p.reference if ln.kind == primary), None)
+        if mine is not None and ref is not None and mine.x == ref.x:
+            diff.append((p.method, mine.x, [a - b for a, b in zip(mine.y, ref.y)]))
+    if not diff_title:
+        diff_title = f"method − random{f', {primary}' if primary else ''}"
+    d0 = details(ranked[0]) if ranked else {}
+    steps = d0.get("steps")
+    ticks = [str(s).split(".")[-1] for s in steps] if isinstance(steps, list) else None
+    if ticks is not None and len(ticks) != len(panels[0].lines[0].x):
+        ticks = None
+    thr = d0.get("thresholds")
+    threshold = thr.get("threshold") if isinstance(thr, dict) else None
+    threshold = threshold if isinstance(threshold, (int, float)) else None
+    return Multiples(panels, diff, diff_title, kinds, str(first.get("x_label") or "x"),
+                     str(first.get("y_label") or "y"), ticks, threshold)
+
+
+def _plot_line(ax, ln: Line, color: str, ls: Any, lw: float, alpha: float = 1.0,
+               band: bool = True, band_color: str | None = None) -> None:
+    marker = None if len(ln.x) > MARKERS_UP_TO else "o"
+    ax.plot(ln.x, ln.y, color=color, linestyle=ls, linewidth=lw, alpha=alpha, marker=marker,
+            markersize=2.2)
+    if band and ln.std is not None and any(s for s in ln.std if s == s):
+        lo = [a - abs(s) for a, s in zip(ln.y, ln.std)]
+        hi = [a + abs(s) for a, s in zip(ln.y, ln.std)]
+        ax.fill_between(ln.x, lo, hi, color=band_color or color, alpha=0.18, linewidth=0)
+
+
+def _kind_dash(i: int, base: Any) -> Any:
+    return base if i == 0 else SECONDARY_DASHES[(i - 1) % len(SECONDARY_DASHES)]
+
+
+def _legend_size(m: Multiples) -> int:
+    refs = any(p.reference for p in m.panels)
+    return (min(len(m.kinds), 4) + refs + (refs and len(m.kinds) == 2)
+            + any(any(ln.std or ()) for p in m.panels for ln in p.lines) + (m.threshold is not None))
+
+
+def multiples_image(m: Multiples, styles: dict[str, Style], ncols: int = 4) -> tuple[str, bytes]:
+    """The small multiples as ``(mime, bytes)``: the difference panel first, then one panel per
+    method; shared axes; a figure legend of one or two lines (never larger than a panel). The
+    title and direction are the page's, beside the figure."""
+    n = len(m.panels) + (1 if m.diff else 0)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    # fixed margins in inches (a constrained layout took half the rendering time): the legend's
+    # rows on top, tick labels (rotated step names: more) and the x label below, the y label left
+    legend_rows = 1 if _legend_size(m) <= 5 else 2
+    top, bottom, left = 0.12 + 0.2 * legend_rows + 0.2, 0.75 if m.x_ticks else 0.5, 0.62
+    w, h = 2.25 * ncols + left, 1.3 * nrows + 0.3 * (nrows - 1) + top + bottom
+    fig = Figure(figsize=(w, h), dpi=DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    n_per_case = {id(case): len(usable_curves(case)) for case, _ in curves}
-    # Baseline last so it is drawn on top and listed last in the legend.
-    curves.sort(key=lambda cc: cc[0].get("method") == BASELINE_METHOD)  # stable
-    for case, curve in curves:
-        method = method_label(case)
-        label = method if case.get("method") is not None else str(curve.get("label") or method)
-        if n_per_case[id(case)] > 1 and curve.get("label"):
-            label = f"{method}: {curve['label']}"
-        x, y = _floats(curve["x"]), _floats(curve["y"])
-        is_base = case.get("method") == BASELINE_METHOD
-        color = colors.get(method, "#666666")
-        style = dict(color=color, linewidth=2.2 if is_base else 1.6,
-                     linestyle="--" if is_base else (":" if method in CONTROL_METHODS else "-"),
-                     marker=None if len(x) > 25 else "o", markersize=3, zorder=3 if is_base else 2)
-        if is_base:
-            label += " (baseline)"
-        ax.plot(x, y, label=label, **style)
-        std = _floats(curve.get("y_std"))
-        if len(std) == len(y):
-            lo = [a - abs(s) for a, s in zip(y, std)]
-            hi = [a + abs(s) for a, s in zip(y, std)]
-            ax.fill_between(x, lo, hi, color=color, alpha=0.12 if is_base else 0.18, linewidth=0)
-    first = curves[0][1]
-    ax.set_xlabel(str(first.get("x_label") or "x"))
-    ax.set_ylabel(str(first.get("y_label") or "y"))
-    ax.set_title(title + (f"  ({direction})" if direction else ""), fontsize=11)
-    ax.grid(True, color="#dddddd", linewidth=0.6)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8.5, frameon=False,
-              ncol=ncol)
-    return png_bytes(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, gridspec_kw=dict(
+        left=left / w, right=1 - 0.08 / w, bottom=bottom / h, top=1 - top / h, wspace=0.16,
+        hspace=0.3 / 1.3))
+    flat = [a for row in axes for a in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    kinds_index = {k: i for i, k in enumerate(m.kinds)}
+    many = len(m.kinds) > 2
+    k = 0
+    if m.diff:
+        ax = flat[0]
+        ax.axhline(0.0, color="#000000", linestyle="--", linewidth=1.0)
+        for method, x, y in m.diff:
+            st = _style(styles, method)
+            ax.plot(x, y, color=st.color, linestyle=st.linestyle if not st.is_method else "-",
+                    linewidth=1.3, marker=None if len(x) > 12 else "o", markersize=2)
+        ax.set_title(m.diff_title, fontsize=7.5, loc="left")
+        k = 1
+    panel_axes = flat[k:n]
+    for ax in panel_axes[1:]:
+        ax.sharey(panel_axes[0])
+    for ax, p in zip(panel_axes, m.panels):
+        st = _style(styles, p.method)
+        for ref in p.reference:
+            i = kinds_index.get(ref.kind, 0)
+            if i == 0 or not many:
+                _plot_line(ax, ref, "#000000" if i == 0 else "#888888", _kind_dash(i, "--"),
+                           1.1 if i == 0 else 0.8, band_color="#555555")
+        for ln in p.lines:
+            i = kinds_index.get(ln.kind, 0)
+            _plot_line(ax, ln, st.color, _kind_dash(i, st.linestyle), 1.8 if i == 0 else 0.9,
+                       alpha=1.0 if i == 0 else 0.8, band=i == 0)
+        if m.threshold is not None:
+            ax.axhline(m.threshold, color="#c0392b", linewidth=0.8, linestyle=(0, (6, 3)),
+                       alpha=0.7)
+        ax.set_title(p.method, fontsize=9, color=st.color,
+                     loc="left", fontweight="bold")
+    for idx, ax in enumerate(flat[:n]):
+        r, c = divmod(idx, ncols)
+        if idx + ncols >= n:          # nothing drawn below: show the x tick labels here
+            ax.xaxis.set_tick_params(labelbottom=True)
+        if c > 0 and idx > k:         # method panels share one y scale: labels on the left only
+            ax.tick_params(labelleft=False)
+    for ax in flat[:n]:
+        ax.tick_params(labelsize=7, length=2, pad=1)
+        ax.grid(True, color="#e4e4e4", linewidth=0.5)
+        ax.spines[["top", "right"]].set_visible(False)
+    if m.x_ticks:
+        for ax in flat[:n]:
+            ax.set_xticks(range(len(m.x_ticks)))
+        for ax in flat[:n]:
+            ax.set_xticklabels(m.x_ticks, rotation=40, ha="right", fontsize=6)
+    fig.supxlabel(m.x_label, fontsize=8, y=0.02, va="bottom")
+    fig.supylabel(m.y_label, fontsize=8, x=0.01, ha="left")
+    handles, labels = [], []
+    for i, kind in enumerate(m.kinds[:4]):
+        handles.append(Line2D([], [], color="#333333", linestyle=_kind_dash(i, "-"),
+                              linewidth=1.8 if i == 0 else 0.9))
+        labels.append(f"method{f' {kind}' if kind else ''}" + (" (scored)" if i == 0 and
+                                                                 len(m.kinds) > 1 else ""))
+    if any(p.reference for p in m.panels):
+        handles.append(Line2D([], [], color="#000000", linestyle="--", linewidth=1.1))
+        labels.append(f"random{f' {m.kinds[0]}' if m.kinds[0] else ''} (baseline)")
+        if not many and len(m.kinds) > 1:
+            handles.append(Line2D([], [], color="#888888", linestyle=_kind_dash(1, "--"),
+                                  linewidth=0.8))
+            labels.append(f"random {m.kinds[1]}")
+    if any(any(ln.std or ()) for p in m.panels for ln in p.lines):
+        from matplotlib.patches import Patch
+        handles.append(Patch(color="#333333", alpha=0.18, linewidth=0))
+        labels.append("band: ±1 std")
+    if m.threshold is not None:
+        handles.append(Line2D([], [], color="#c0392b", linewidth=0.8, linestyle=(0, (6, 3))))
+        labels.append(f"threshold {m.threshold:g}")
+    # the title is the page's heading above the figure; the legend is one line
+    per_row = len(handles) if len(handles) <= 5 else -(-len(handles) // 2)
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, 1.0), ncol=per_row,
+               fontsize=7.5,
+               frameon=False, handlelength=2.4, columnspacing=1.2)
+    return figure_image(fig)
+
+
+def curves_png(group: list[Case], title: str, colors: dict[str, str] | dict[str, Style],
+               direction: str = "") -> bytes | None:
+    """Image bytes of a group's small multiples (``group`` best first), or ``None`` when no case
+    has a usable curve. ``colors``: method styles (or plain colours, for a quick picture);
+    ``title`` and ``direction`` are the old signature's, unused (the page's heading says them)."""
+    m = group_multiples(group)
+    if m is None:
+        return None
+    styles = {k: (v if isinstance(v, Style) else Style(v, "-", "solid", "method"))
+              for k, v in colors.items()}
+    return multiples_image(m, styles)[1]

@@ -258,6 +258,8 @@ def summary_matrix(results: dict) -> tuple[list[tuple[str, str, str, bool | None
             columns.append((metric, dataset, model, higher))
             base = group_baseline(group)
             for rank, case in ranked:
+                if case.get("outcome") == "skipped":   # folded in the metric's section
+                    continue
                 cell = rows.setdefault(method_label(case), {})
                 if col in cell:  # duplicate method in one group: keep the better-ranked one
                     continue
@@ -270,3 +272,157 @@ def summary_matrix(results: dict) -> tuple[list[tuple[str, str, str, bool | None
 def mean_rank(cells: dict[int, dict[str, Any]]) -> float | None:
     ranks = [c["rank"] for c in cells.values() if c["rank"] is not None]
     return sum(ranks) / len(ranks) if ranks else None
+
+
+# --- metadata the plugin writes (results["metrics"], results["methods"]); inferred when absent ---
+
+ROLES = ("method", "baseline", "control", "oracle")
+DEFAULT_ROLES = {"random": "baseline", "sobel": "control", "oracle": "oracle"}
+ROLE_TEXT = {"baseline": "baseline (black dashed)", "control": "control (grey dotted)",
+             "oracle": "ground-truth mask (gold dash-dot)"}
+
+
+def method_roles(results: dict) -> dict[str, str]:
+    """Every method's role: ``results["methods"][id]["role"]`` when recorded (one of ``ROLES``),
+    else random = baseline, sobel = control, oracle = oracle, any other = method."""
+    meta = results.get("methods") if isinstance(results.get("methods"), dict) else {}
+    names = {method_label(c) for c in cases_of(results) if c.get("method") is not None}
+    names |= {str(m) for m in meta}
+    out = {}
+    for m in sorted(names):
+        role = meta.get(m, {}).get("role") if isinstance(meta.get(m), dict) else None
+        out[m] = role if role in ROLES else DEFAULT_ROLES.get(m, "method")
+    return out
+
+
+def metric_meta(results: dict, metric: str, cases: Iterable[Case] = ()) -> dict[str, Any]:
+    """What a metric's score is and its direction: ``results["metrics"][metric]`` when recorded,
+    else the direction inferred from its cases (``inferred`` True) and no sentence."""
+    meta = results.get("metrics") if isinstance(results.get("metrics"), dict) else {}
+    m = meta.get(metric) if isinstance(meta.get(metric), dict) else None
+    cases = list(cases)
+    if m is not None:
+        higher = m.get("higher_is_better")
+        return {"description": text(m.get("description"), ""), "score": text(m.get("score"), ""),
+                "higher_is_better": higher if isinstance(higher, bool) else None,
+                "source": text(m.get("source"), ""), "inferred": False,
+                "scored": any(as_score(c.get("score")) is not None for c in cases)}
+    return {"description": "", "score": "", "higher_is_better": direction(cases), "source": "",
+            "inferred": True, "scored": any(as_score(c.get("score")) is not None for c in cases)}
+
+
+def meaning_sentence(meta: dict[str, Any]) -> str:
+    """One sentence: what the score is and whether higher is better."""
+    score = meta.get("score") or meta.get("description") or ""
+    score = score.rstrip(". ")
+    higher = meta.get("higher_is_better")
+    if higher is None:
+        way = ("no direction: these cases are pictures or gates, not ranked"
+               if not meta.get("scored") or meta.get("score") else "its direction is not recorded")
+    else:
+        way = direction_text(higher)
+    if not score:
+        return way[0].upper() + way[1:] + "."
+    return f"{score[0].upper() + score[1:]}; {way}."
+
+
+# --- skips folded per metric section ---------------------------------------------------------------
+
+def fold_skips(results: dict, groups: dict[tuple[str, str], list[Case]]
+               ) -> tuple[dict[tuple[str, str], list[Case]], list[str], dict[str, list[Case]]]:
+    """A metric's groups without their skipped cases, the absent datasets among them (skipped as
+    a whole: one line, reasons in the Overview), and the other skipped cases by reason."""
+    absent_all = skipped_datasets(results)
+    kept: dict[tuple[str, str], list[Case]] = {}
+    absent: list[str] = []
+    other: dict[str, list[Case]] = {}
+    for (ds, mo), group in groups.items():
+        rest = []
+        for c in group:
+            if c.get("outcome") != "skipped":
+                rest.append(c)
+            elif ds in absent_all:
+                if ds not in absent:
+                    absent.append(ds)
+            else:
+                other.setdefault(text(details(c).get("reason"), "no reason given"), []).append(c)
+        if rest:
+            kept[(ds, mo)] = rest
+    return kept, sorted(absent), {r: other[r] for r in sorted(other)}
+
+
+def case_place(case: Case) -> str:
+    """``dataset/model/method`` (the parts a case has)."""
+    parts = [case.get("dataset"), case.get("model"), case.get("method")]
+    return "/".join(str(p) for p in parts if p is not None) or text(case.get("nodeid"), "?")
+
+
+# --- reasons in place --------------------------------------------------------------------------------
+
+def failure_reason(case: Case) -> str | None:
+    """A failed or errored case's reason in one paragraph: the assertion's message (what was
+    compared, the numbers, the margin) without pytest's ``assert`` echo; for a failed verdict with
+    no message, the recorded score, baseline, advantage and margin."""
+    if case.get("outcome") not in ("failed", "error"):
+        return None
+    d = details(case)
+    err = str(d.get("error") or "").strip()
+    lines = []
+    for line in err.splitlines():
+        s = line.strip()
+        if s.startswith(("assert ", "+", "where ", "and ")) or s == "assert False":
+            break
+        lines.append(s)
+    msg = " ".join(x for x in lines if x)
+    for prefix in ("AssertionError: ", "AssertionError"):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):].strip()
+            break
+    if not msg and case.get("outcome") == "failed":
+        adv, margin = as_score(d.get("advantage")), as_score(d.get("margin"))
+        base = case.get("baseline") if isinstance(case.get("baseline"), dict) else {}
+        parts = [f"score {fmt_num(case.get('score'))}"]
+        if as_score(base.get("score")) is not None:
+            parts.append(f"vs {text(base.get('method'), 'baseline')} "
+                         f"{fmt_num(base.get('score'))}")
+        if adv is not None and margin is not None:
+            parts.append(f"advantage {fmt_num(adv)} <= required margin {fmt_num(margin)}")
+        msg = "; ".join(parts) if len(parts) > 1 else ""
+    return msg or None
+
+
+# --- paired intervals and the agreement between metrics (issue 17; shown when present) ----------
+
+def paired(case: Case) -> dict[str, Any] | None:
+    """``details.paired`` when it holds a finite mean difference and a two-sided interval."""
+    p = details(case).get("paired")
+    if not isinstance(p, dict):
+        return None
+    ci = p.get("ci")
+    mean = as_score(p.get("mean_diff"))
+    if mean is None or not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return None
+    lo, hi = as_score(ci[0]), as_score(ci[1])
+    if lo is None or hi is None:
+        return None
+    return {**p, "mean_diff": mean, "ci": [min(lo, hi), max(lo, hi)]}
+
+
+def agreement(results: dict) -> list[tuple[str, list[str], list[list[float | None]]]]:
+    """``(dataset/model, metrics, tau)`` of ``results["agreement"]``: square matrices only, cells
+    that are not finite numbers become ``None``."""
+    agr = results.get("agreement")
+    out = []
+    if not isinstance(agr, dict):
+        return out
+    for key in sorted(agr):
+        v = agr[key]
+        if not isinstance(v, dict):
+            continue
+        metrics, tau = v.get("metrics"), v.get("tau")
+        if not isinstance(metrics, list) or not isinstance(tau, list) or len(tau) != len(metrics) \
+                or not all(isinstance(r, list) and len(r) == len(metrics) for r in tau):
+            continue
+        out.append((str(key), [str(m) for m in metrics],
+                    [[as_score(x) for x in row] for row in tau]))
+    return out

@@ -1,14 +1,16 @@
 """The studies' own pictures and tables, drawn from the cases' recorded details (pure functions of
 the results dict, like the rest of the report):
 
-* Samek et al. 2017, Fig. 4: per (dataset, model) of the aopc cases, AOPC_method(L) -
-  AOPC_random(L) over the perturbation steps L, one curve per method (``details.relative_aopc``);
+* Samek et al. 2017, Fig. 4 (AOPC_method(L) - AOPC_random(L), ``details.relative_aopc``): the
+  series is read here (``relative_aopc_series``) and drawn as the first panel of the aopc
+  section's small multiples, so it is not drawn twice;
 * selectivity (Montavon et al. 2018): the accuracy of the perturbed images beside the class score
   (``details.accuracy_curve``), one curve per method;
 * the model table: parameter count and per-class test accuracy of every trained model (the
   accuracy cases' ``details.n_params`` / ``details.per_class_accuracy``).
 
-``section(results)`` is the page's "Studies" section ("" when there is nothing to show).
+``section(results, colors)`` is the page's "Studies" section ("" when there is nothing to show);
+``colors`` is the page's method -> colour map, so a method has one colour in the whole report.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .plots import DPI, method_colors, png_bytes
+from .plots import DPI, figure_image, method_colors
 from .records import Case, cases_of, details, group_cases, method_label
 
 
@@ -33,10 +35,11 @@ def _floats(values: Any) -> list[float] | None:
 
 
 def _curves_png(series: list[tuple[str, list[float], list[float]]], title: str, x_label: str,
-                y_label: str, zero_line: bool = False) -> bytes | None:
+                y_label: str, zero_line: bool = False,
+                colors: dict[str, str] | None = None) -> tuple[str, bytes] | None:
     if not series:
         return None
-    colors = method_colors(name for name, _, _ in series)
+    colors = {**method_colors(name for name, _, _ in series), **(colors or {})}
     fig = Figure(figsize=(7.2, 3.8), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -51,7 +54,7 @@ def _curves_png(series: list[tuple[str, list[float], list[float]]], title: str, 
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8.5, frameon=False)
-    return png_bytes(fig)
+    return figure_image(fig)
 
 
 def relative_aopc_series(group: list[Case]) -> list[tuple[str, list[float], list[float]]]:
@@ -99,8 +102,9 @@ def model_rows(results: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def _img(data: bytes, alt: str) -> str:
-    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+def _img(image: tuple[str, bytes], alt: str) -> str:
+    mime, data = image
+    uri = f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
     return f'<figure><img src="{uri}" alt="{html.escape(alt)}"><figcaption>{html.escape(alt)}' \
            '</figcaption></figure>'
 
@@ -133,19 +137,14 @@ def model_table(rows: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def section(results: dict) -> str:
+def section(results: dict, colors: dict[str, str] | None = None) -> str:
     """The "Studies" section of the page, or "" when no case recorded what it draws."""
     parts = []
     groups = group_cases(results)
-    for (ds, mo), group in (groups.get("aopc") or {}).items():
-        png = _curves_png(relative_aopc_series(group), f"AOPC relative to random, {ds} / {mo}",
-                          "perturbation steps L", "AOPC(L) - AOPC_random(L)", zero_line=True)
-        if png:
-            parts.append(_img(png, f"Samek et al. Fig. 4: AOPC relative to random (MoRF), {ds} / "
-                                   f"{mo}"))
     for (ds, mo), group in (groups.get("selectivity") or {}).items():
         png = _curves_png(selectivity_accuracy_series(group), f"selectivity: accuracy, {ds} / {mo}",
-                          "fraction of patches removed", "accuracy (originally predicted class)")
+                          "fraction of patches removed", "accuracy (originally predicted class)",
+                          colors=colors)
         if png:
             parts.append(_img(png, f"selectivity: accuracy as patches are removed, {ds} / {mo}"))
     table = model_table(model_rows(results))
