@@ -277,8 +277,9 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     """Train ``model`` in place on (x, y) and return it with its train/test accuracy.
 
     The data move to the device once; each epoch's random numbers are drawn on the CPU generator
-    in one go and moved once; loss and accuracy are summed on the device and read once per epoch,
-    so a step makes no host synchronisation. ``precision="bf16"`` (CUDA only) runs forward and
+    in one go, in the reference order, and moved once; the epoch's permuted (and augmented) images
+    are made in one gather, so a batch is a slice; each step's loss and logits are copied into
+    device buffers read once per epoch, so a step makes no host synchronisation. ``precision="bf16"`` (CUDA only) runs forward and
     backward under bfloat16 autocast with fp32 weights; ``channels_last`` stores weights and
     batches NHWC (both change the numbers: they enter :func:`numerics`). On CPU the defaults give
     the bits of the reference loop (``tests/test_training_fast.py``)."""
@@ -301,19 +302,25 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     total = spec.epochs * steps_per_epoch
     opt, sched = _optimizer(spec, [p for p in model.parameters() if p.requires_grad], total)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    counts = [min(bs, n - i * bs) for i in range(steps_per_epoch)]
+    # a batch is a view of the epoch's permuted copy; MKL's results may depend on a buffer's
+    # alignment, so where a batch would not start 64-byte aligned it is copied out instead
+    aligned = (bs * xd[0].numel() * xd.element_size()) % 64 == 0
     history: list[dict] = []
     for epoch in range(spec.epochs):
         perm, shifts, flips = _epoch_draws(spec, n, gen, dev)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        xe, ye = xd[perm], yd[perm]           # the epoch's batches, in order, in one gather each
+        if shifts is not None:
+            xe = _apply_augment(xe, shifts, flips)
+        if channels_last:
+            xe = xe.contiguous(memory_format=fmt)
+        losses = torch.empty(steps_per_epoch, dtype=torch.float32, device=dev)
+        logits = None
         for i in range(steps_per_epoch):
             sl = slice(i * bs, (i + 1) * bs)
-            idx = perm[sl]
-            xb, yb = xd[idx], yd[idx]
-            if shifts is not None:
-                xb = _apply_augment(xb, shifts[sl], None if flips is None else flips[sl])
-            if channels_last:
-                xb = xb.contiguous(memory_format=fmt)
+            xb, yb = xe[sl], ye[sl]
+            if not aligned:
+                xb = xb.clone()
             with autocast:
                 out = model(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=spec.label_smoothing)
@@ -321,10 +328,16 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
             loss.backward()
             opt.step()
             sched.step()
-            # in float64 as the reference's Python floats: float32 loss x count is exact
-            loss_sum += loss.detach().double() * len(idx)
-            correct += (out.argmax(1) == yb).sum()
-        rec = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "train_acc_running": int(correct) / n,
+            losses[i] = loss.detach()         # device copies: no host synchronisation per step
+            if logits is None:
+                logits = out.new_empty((n, out.shape[1]))
+            logits[sl] = out.detach()
+        # once per epoch: the reference's float64 running sum, term by term in the same order
+        loss_sum = 0.0
+        for value, count in zip(losses.tolist(), counts):
+            loss_sum += value * count
+        correct = int((logits.argmax(1) == ye).sum())
+        rec = {"epoch": epoch + 1, "loss": loss_sum / n, "train_acc_running": correct / n,
                "seconds": time.perf_counter() - t0}
         history.append(rec)
         log.info("train %s seed %d: epoch %d/%d loss %.3f acc %.3f (%.1fs)", label or "model", seed,
