@@ -198,7 +198,7 @@ def bench_models(args, device) -> list[dict]:
 
     rows = []
     print(f"\n== trainer vs floor vs DataLoader loop ({'CPU seconds' if device.type == 'cpu' else 'seconds'}"
-          f" per epoch, median of {args.epochs}; small recipes) ==")
+          f" per epoch, best of {args.epochs}; small recipes) ==")
     print(f"{'dataset':8} {'model':10} {'images':>6} {'suite':>8} {'floor':>8} {'loader':>8} "
           f"{'suite/floor':>11} {'loader/suite':>12} {'GFLOP/s':>8} {'same':>5}")
     for dsname in args.datasets:
@@ -221,7 +221,7 @@ def bench_models(args, device) -> list[dict]:
             l_times = loader_epochs(spec, copy.deepcopy(init), x, y, device) if not args.no_loader else [math.nan]
             flops = step_flops(init.to(device), *data[0][0]) * len(data[0])
             del data
-            s, f, lo = (statistics.median(t) for t in (s_times, f_times, l_times))
+            s, f, lo = (min(t) for t in (s_times, f_times, l_times))   # least disturbed epoch
             same = same_weights(s_model, f_model)
             row = {"dataset": dsname, "model": name, "images": len(x), "suite_s": s, "floor_s": f,
                    "loader_s": lo, "suite_over_floor": s / f, "loader_over_suite": lo / s,
@@ -242,38 +242,45 @@ def bench_many(args, device) -> list[dict]:
         spec = replace(spec, epochs=args.many_epochs)
     workers, per = concurrency(device, args.threads)
     print(f"\n== K retrainings (simplecnn on digits, {spec.epochs} epochs, {len(ds.x_train)} images):"
-          f" one after another ({args.threads} torch threads) vs train_many ({workers} workers x "
-          f"{per} thread) ==")
-    print(f"{'K':>3} {'seq wall':>9} {'seq cpu':>8} {'many wall':>9} {'many cpu':>9} "
-          f"{'wall speed-up':>13} {'cpu ratio':>9}")
+          f" one after another vs train_many ({workers} workers x {per} thread); speed-up: the "
+          f"side's wall time over train_many's ==")
+    print(f"{'K':>3} {'side':28} {'wall s':>8} {'cpu s':>8} {'speed-up (wall)':>15} {'= 1 thr':>9}")
     # K jobs: seeds 0..K-1 (each its own init and batch order), one warm-up training first
     train(replace(spec, epochs=1), build_model("simplecnn", 10, ds.in_shape, 0), ds.x_train[:300],
           ds.y_train[:300], device=device)
+    clock = Clock(device)
+
+    def jobs(k):
+        return [TrainJob(spec, build_model("simplecnn", 10, ds.in_shape, s), ds.x_train, ds.y_train,
+                         ds.x_test, ds.y_test, seed=s) for s in range(k)]
+
+    def one_after_another(k, threads):
+        c0, w0 = clock.now()
+        with torch_threads(threads):
+            res = [train(j.spec, j.model, j.x, j.y, x_test=j.x_test, y_test=j.y_test, seed=j.seed,
+                         device=device) for j in jobs(k)]
+        c1, w1 = clock.now()
+        return res, c1 - c0, w1 - w0
+
     rows = []
     for k in args.many:
-        def jobs():
-            return [TrainJob(spec, build_model("simplecnn", 10, ds.in_shape, s), ds.x_train,
-                             ds.y_train, ds.x_test, ds.y_test, seed=s) for s in range(k)]
-        clock = Clock(device)
-        seq_jobs = jobs()
+        sides = {}
+        if args.threads != per or device.type != "cpu":
+            sides[f"one after another, {args.threads} thr"] = one_after_another(k, args.threads)
+        sides[f"one after another, {per} thr"] = one_after_another(k, per)
         c0, w0 = clock.now()
-        with torch_threads(args.threads):
-            seq = [train(j.spec, j.model, j.x, j.y, x_test=j.x_test, y_test=j.y_test, seed=j.seed,
-                         device=device) for j in seq_jobs]
+        many = train_many(jobs(k), device=device, threads=args.threads)
         c1, w1 = clock.now()
-        many = train_many(jobs(), device=device, threads=args.threads)
-        c2, w2 = clock.now()
-        row = {"k": k, "seq_wall": w1 - w0, "seq_cpu": c1 - c0, "many_wall": w2 - w1,
-               "many_cpu": c2 - c1, "speedup_wall": (w1 - w0) / (w2 - w1),
-               "cpu_ratio": (c2 - c1) / max(c1 - c0, 1e-9),
-               "test_acc_seq": [r.test_acc for r in seq], "test_acc_many": [r.test_acc for r in many]}
-        if per == args.threads and device.type == "cpu":
-            row["bit_identical"] = all(same_weights(a.model, b.model) for a, b in zip(seq, many))
+        ref = list(sides.values())[-1]
+        row = {"k": k, "sides": {}, "test_acc_many": [r.test_acc for r in many]}
+        for name, (res, c, w) in {**sides, f"train_many ({workers} x {per} thr)": (many, c1 - c0, w1 - w0)}.items():
+            same = (all(same_weights(a.model, b.model) for a, b in zip(res, ref[0]))
+                    if device.type == "cpu" else None)
+            row["sides"][name] = {"wall_s": w, "cpu_s": c, "same_as_1_thread": same}
+            print(f"{k:3d} {name:28} {w:8.2f} {c:8.2f} {w / (w1 - w0):15.2f} "
+                  f"{'' if same is None else str(same):>9}", flush=True)
+        row["speedup_wall"] = ref[2] / (w1 - w0)
         rows.append(row)
-        print(f"{k:3d} {row['seq_wall']:9.2f} {row['seq_cpu']:8.2f} {row['many_wall']:9.2f} "
-              f"{row['many_cpu']:9.2f} {row['speedup_wall']:13.2f} {row['cpu_ratio']:9.2f}"
-              + (f"  bit-identical: {row['bit_identical']}" if "bit_identical" in row else ""),
-              flush=True)
     return rows
 
 

@@ -205,7 +205,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: str 
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device, non_blocking=True)
-        correct += (model(xb).argmax(1) == y[i:i + batch_size].to(device)).sum()
+        correct += (model(xb).argmax(1) == y[i:i + batch_size].to(device, non_blocking=True)).sum()
     model.train(was_training)
     return int(correct) / max(len(x), 1)
 
@@ -399,9 +399,10 @@ def run_concurrently(fns: Sequence[Callable[[], T]], *, workers: int, threads: i
     def call(fn):
         with torch_threads(threads):
             if dev.type == "cuda" and workers > 1:
-                with torch.cuda.stream(torch.cuda.Stream(dev)):
+                stream = torch.cuda.Stream(dev)
+                with torch.cuda.stream(stream):
                     out = fn()
-                torch.cuda.current_stream(dev).synchronize()
+                stream.synchronize()          # the results are complete before another stream reads them
                 return out
             return fn()
 

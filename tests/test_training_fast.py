@@ -278,9 +278,12 @@ def test_roar_retrainings_at_once_are_those_of_one_thread(tmp_path):
 # -- CUDA (skipped without a GPU) ----------------------------------------------------------------
 
 def _cuda_toy():
-    x, y = _toy(512, c=3, size=16, seed=0)
-    xt, yt = _toy(256, c=3, size=16, seed=1)
-    return x, y, xt, yt
+    """Class 1: a brighter top half (by 0.25 on noise in [0, 0.5)), easy to learn in a few epochs."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(768, 3, 16, 16, generator=g) * 0.5
+    y = torch.arange(768) % 2
+    x[y == 1, :, :8] += 0.25
+    return x[:512], y[:512], x[512:], y[512:]
 
 
 @cuda
@@ -300,16 +303,21 @@ def test_cuda_training_learns_and_matches_cpu_accuracy():
 def test_cuda_bf16_and_channels_last_within_tolerance_of_fp32(precision, channels_last):
     x, y, xt, yt = _cuda_toy()
     init = build_model("resnet8", 2, (3, 16, 16), seed=0)
-    # one step from the same weights: the same update within bf16's precision (8 bits of mantissa)
+    # one step from the same weights: the same update (after - before) within bf16's precision (8
+    # bits of mantissa: 10 % of the largest change per tensor) or, for fp32 channels_last (other
+    # cuDNN kernels, TF32 either way), within 2 %
     one = TrainSpec(epochs=1, batch_size=512, lr=0.05, schedule="constant")
     ref = train(one, copy.deepcopy(init), x, y, seed=0, device="cuda")
     fast = train(one, copy.deepcopy(init), x, y, seed=0, device="cuda", precision=precision,
                  channels_last=channels_last)
-    tol = 2e-2 if precision == "bf16" else 1e-4
+    tol = 0.1 if precision == "bf16" else 0.02
+    start = init.state_dict()
     for (k, a), b in zip(ref.model.state_dict().items(), fast.model.state_dict().values()):
         if a.is_floating_point():
-            torch.testing.assert_close(b, a, rtol=tol, atol=tol, msg=k)
-    assert fast.model.conv1.weight.is_contiguous() if hasattr(fast.model, "conv1") else True
+            d_ref, d_fast = a.cpu() - start[k], b.cpu() - start[k]
+            err = float((d_fast - d_ref).abs().max())
+            assert err <= tol * float(d_ref.abs().max()) + 1e-7, (k, err, float(d_ref.abs().max()))
+    assert all(p.is_contiguous() for p in fast.model.parameters())   # back to NCHW after training
     # a whole training: the same accuracy within 0.06
     spec = TrainSpec(epochs=6, batch_size=64, lr=0.05, augment="flip_crop")
     a = train(spec, copy.deepcopy(init), x, y, x_test=xt, y_test=yt, seed=0, device="cuda")
@@ -332,8 +340,9 @@ def test_cuda_steps_do_not_synchronise_with_the_host():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in caught if "synchroniz" in str(w.message)]
-    # per epoch: reading the loss and accuracy sums; then the final accuracy pass: never per step
-    assert len(syncs) <= 2 * spec.epochs + 4, [str(w.message)[:80] for w in syncs[:5]]
+    # moving the data (2), reading each epoch's losses and logits (2 an epoch), each accuracy pass
+    # (2): never per step (16 steps an epoch would make at least 32)
+    assert len(syncs) <= 2 + 2 * spec.epochs + 2, [str(w.message)[:80] for w in syncs[:5]]
 
 
 @cuda
