@@ -8,6 +8,12 @@ reductions in convolutions, so a different model: the thread count is therefore 
 by the plugin (``--threads``, default 1, whatever ``-n`` is; ``Context.threads``), applied around
 every training and extraction (:func:`torch_threads`) and part of a trained model's cache key
 (:func:`numerics`), so that neither ``-n`` nor the cache's history decides a result.
+
+A step is the floor's work (``benchmarks/bench_training.py``: forward, backward, optimizer step)
+plus two device copies: no per-step host synchronisation, no Python per image. Independent
+trainings (a ROAR case's fractions x seeds) run at once with :func:`train_many` /
+:func:`run_concurrently`: on CPU one single-threaded training per OS thread, each bit-identical to
+``train`` alone under one thread.
 """
 from __future__ import annotations
 
@@ -255,6 +261,11 @@ def _optimizer(spec: TrainSpec, params: list, total: int
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
 
 
+#: above this size of the training set (bytes) an epoch's permuted images are gathered batch by
+#: batch instead of in one copy (the same values; a copy of a large set could exhaust memory)
+EPOCH_COPY_BYTES = 1 << 30
+
+
 def _epoch_draws(spec: TrainSpec, n: int, gen: torch.Generator, device: torch.device):
     """One epoch's random numbers, drawn on the CPU generator in the reference loop's order (the
     permutation, then each batch's shifts and flips) and moved to the device in one transfer each:
@@ -278,9 +289,10 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
 
     The data move to the device once; each epoch's random numbers are drawn on the CPU generator
     in one go, in the reference order, and moved once; the epoch's permuted (and augmented) images
-    are made in one gather, so a batch is a slice; each step's loss and logits are copied into
-    device buffers read once per epoch, so a step makes no host synchronisation. ``precision="bf16"`` (CUDA only) runs forward and
-    backward under bfloat16 autocast with fp32 weights; ``channels_last`` stores weights and
+    are made in one gather (per batch instead for a training set over ``EPOCH_COPY_BYTES``), so a
+    batch is a slice; each step's loss and logits are copied into device buffers read once per
+    epoch, so a step makes no host synchronisation. ``precision="bf16"`` (CUDA only) runs forward
+    and backward under bfloat16 autocast with fp32 weights; ``channels_last`` stores weights and
     batches NHWC (both change the numbers: they enter :func:`numerics`). On CPU the defaults give
     the bits of the reference loop (``tests/test_training_fast.py``)."""
     if len(x) != len(y) or len(x) == 0:
@@ -306,21 +318,30 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     # a batch is a view of the epoch's permuted copy; MKL's results may depend on a buffer's
     # alignment, so where a batch would not start 64-byte aligned it is copied out instead
     aligned = (bs * xd[0].numel() * xd.element_size()) % 64 == 0
+    whole = xd.numel() * xd.element_size() <= EPOCH_COPY_BYTES
     history: list[dict] = []
     for epoch in range(spec.epochs):
         perm, shifts, flips = _epoch_draws(spec, n, gen, dev)
-        xe, ye = xd[perm], yd[perm]           # the epoch's batches, in order, in one gather each
-        if shifts is not None:
-            xe = _apply_augment(xe, shifts, flips)
-        if channels_last:
-            xe = xe.contiguous(memory_format=fmt)
+        ye = yd[perm]
+        if whole:                             # the epoch's batches, in order, in one gather
+            xe = xd[perm]
+            if shifts is not None:
+                xe = _apply_augment(xe, shifts, flips)
+            if channels_last:
+                xe = xe.contiguous(memory_format=fmt)
         losses = torch.empty(steps_per_epoch, dtype=torch.float32, device=dev)
         logits = None
         for i in range(steps_per_epoch):
             sl = slice(i * bs, (i + 1) * bs)
-            xb, yb = xe[sl], ye[sl]
-            if not aligned:
-                xb = xb.clone()
+            yb = ye[sl]
+            if whole:
+                xb = xe[sl] if aligned else xe[sl].clone()
+            else:                             # the same values, gathered batch by batch
+                xb = xd[perm[sl]]
+                if shifts is not None:
+                    xb = _apply_augment(xb, shifts[sl], None if flips is None else flips[sl])
+                if channels_last:
+                    xb = xb.contiguous(memory_format=fmt)
             with autocast:
                 out = model(xb)
                 loss = F.cross_entropy(out, yb, label_smoothing=spec.label_smoothing)

@@ -164,6 +164,19 @@ def test_train_is_bit_identical_to_the_reference_loop(model, spec, c, size):
                            new.model.state_dict()[next(iter(init.state_dict()))])   # it trained
 
 
+def test_batch_by_batch_gather_of_a_large_training_set_gives_the_same_bits(monkeypatch):
+    import suite.training as tr
+
+    x, y = _toy(c=3)
+    spec = TrainSpec(epochs=2, batch_size=32, lr=0.05, augment="flip_crop")
+    init = build_model("simplecnn", 2, (3, 8, 8), seed=1)
+    with torch_threads(1):
+        whole = train(spec, copy.deepcopy(init), x, y, seed=1)
+        monkeypatch.setattr(tr, "EPOCH_COPY_BYTES", 0)
+        batched = train(spec, copy.deepcopy(init), x, y, seed=1)
+    _same_run(batched, whole)
+
+
 @pytest.mark.parametrize("how", ["none", "crop", "flip_crop"])
 @pytest.mark.parametrize("shape", [(7, 3, 6, 9), (4, 1, 3, 3)])
 def test_augment_gather_equals_pad_crop_flip(how, shape):
