@@ -6,7 +6,8 @@
 
 Printed side by side, per (dataset, model) with the model's small-scale recipe:
 
-* ``suite``: ``suite.training.train``, seconds per epoch (the median epoch after a warm-up run);
+* ``suite``: ``suite.training.train``, seconds per epoch (the best of ``--epochs`` rounds, the
+  three sides interleaved one epoch each per round, after a warm-up run);
 * ``floor``: the same model on the same batches, already augmented and in memory, only forward,
   cross-entropy, zero_grad, backward, optimizer and scheduler step (its final weights are checked
   bit-identical to the suite's on CPU: the same work in the same order);
@@ -198,7 +199,7 @@ def bench_models(args, device) -> list[dict]:
 
     rows = []
     print(f"\n== trainer vs floor vs DataLoader loop ({'CPU seconds' if device.type == 'cpu' else 'seconds'}"
-          f" per epoch, best of {args.epochs}; small recipes) ==")
+          f" per epoch, best of {args.epochs} interleaved rounds; small recipes) ==")
     print(f"{'dataset':8} {'model':10} {'images':>6} {'suite':>8} {'floor':>8} {'loader':>8} "
           f"{'suite/floor':>11} {'loader/suite':>12} {'GFLOP/s':>8} {'same':>5}")
     for dsname in args.datasets:
@@ -215,10 +216,19 @@ def bench_models(args, device) -> list[dict]:
             # warm-up: kernels, allocator, the batch sizes of both sides
             train(replace(spec, epochs=1), copy.deepcopy(init), x[:2 * spec.batch_size + 7],
                   y[:2 * spec.batch_size + 7], device=device)
-            s_times, s_model = suite_epochs(spec, copy.deepcopy(init), x, y, device)
+            # the sides interleaved, one epoch each per round (the machine's load drifts): the
+            # best round of each; the weights of a full run of both are compared first
+            _, s_model = suite_epochs(spec, copy.deepcopy(init), x, y, device)
             data = floor_batches(spec, x, y, device)
-            f_times, f_model = floor_epochs(spec, copy.deepcopy(init), data, device)
-            l_times = loader_epochs(spec, copy.deepcopy(init), x, y, device) if not args.no_loader else [math.nan]
+            _, f_model = floor_epochs(spec, copy.deepcopy(init), data, device)
+            one = replace(spec, epochs=1)
+            s_times, f_times, l_times = [], [], []
+            for r in range(args.epochs):
+                s_times += suite_epochs(one, copy.deepcopy(init), x, y, device, seed=r)[0]
+                f_times += floor_epochs(one, copy.deepcopy(init), data[r:r + 1], device)[0]
+                if not args.no_loader:
+                    l_times += loader_epochs(one, copy.deepcopy(init), x, y, device, seed=r)
+            l_times = l_times or [math.nan]
             flops = step_flops(init.to(device), *data[0][0]) * len(data[0])
             del data
             s, f, lo = (min(t) for t in (s_times, f_times, l_times))   # least disturbed epoch
