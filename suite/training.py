@@ -8,6 +8,12 @@ reductions in convolutions, so a different model: the thread count is therefore 
 by the plugin (``--threads``, default 1, whatever ``-n`` is; ``Context.threads``), applied around
 every training and extraction (:func:`torch_threads`) and part of a trained model's cache key
 (:func:`numerics`), so that neither ``-n`` nor the cache's history decides a result.
+
+A step is the floor's work (``benchmarks/bench_training.py``: forward, backward, optimizer step)
+plus two device copies: no per-step host synchronisation, no Python per image. Independent
+trainings (a ROAR case's fractions x seeds) run at once with :func:`train_many` /
+:func:`run_concurrently`: on CPU one single-threaded training per OS thread, each bit-identical to
+``train`` alone under one thread.
 """
 from __future__ import annotations
 
@@ -15,8 +21,10 @@ import contextlib
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from functools import partial
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -117,11 +125,25 @@ def retrain_spec(dataset: str, model: str, scale: str) -> TrainSpec:
     return replace(spec, epochs=epochs) if epochs else spec
 
 
-def numerics(device: str | torch.device, threads: int) -> dict:
+#: the training precisions of :func:`train` ("bf16": CUDA autocast to bfloat16, fp32 weights)
+PRECISIONS = ("fp32", "bf16")
+
+
+def numerics(device: str | torch.device, threads: int, *, precision: str = "fp32",
+             channels_last: bool = False) -> dict:
     """What besides data, recipe and seed decides a trained model's bits: the device type and, on
-    CPU, torch's intra-op thread count (the order of float reductions). Part of the model key."""
+    CPU, torch's intra-op thread count (the order of float reductions); the precision and memory
+    format when they are not the fp32 / NCHW default (which add no field, so that the keys of
+    models trained the default way do not change). Part of the model key."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; allowed: {PRECISIONS}")
     dev = torch.device(device)
-    return {"device": dev.type, "threads": int(threads)} if dev.type == "cpu" else {"device": dev.type}
+    out = {"device": dev.type, "threads": int(threads)} if dev.type == "cpu" else {"device": dev.type}
+    if precision != "fp32":
+        out["precision"] = precision
+    if channels_last:
+        out["channels_last"] = True
+    return out
 
 
 @contextlib.contextmanager
@@ -129,7 +151,8 @@ def torch_threads(n: int) -> Iterator[None]:
     """Run the block with exactly ``n`` torch intra-op threads, then restore the previous count.
 
     Set at the point of use, not once per process: numba's OpenMP layer shares libgomp with torch,
-    and each ``numba.set_num_threads`` (and a parallel kernel's launch) resets torch's count too."""
+    and each ``numba.set_num_threads`` (and a parallel kernel's launch) resets torch's count too.
+    The count is per OS thread (OpenMP's nthreads-var), which :func:`run_concurrently` relies on."""
     old = torch.get_num_threads()
     torch.set_num_threads(int(n))
     try:
@@ -147,21 +170,51 @@ class TrainResult:
     history: list[dict]
 
 
-def _augment(xb: torch.Tensor, how: str, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+# -- augmentation: random crop of the reflect-padded image and horizontal flip, one gather ------
+
+def _draw_augment(b: int, how: str, gen: torch.Generator, pad: int = 2
+                  ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The random numbers of one batch's augmentation, drawn from ``gen`` in the reference order
+    (shifts, then flips): (shifts (b, 2) int64, flip (b,) bool or None), None for "none"."""
     if how == "none":
-        return xb
+        return None
+    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen)
+    flip = (torch.rand(b, generator=gen) < 0.5) if how == "flip_crop" else None
+    return shifts, flip
+
+
+def _reflect(q: torch.Tensor, n: int) -> torch.Tensor:
+    """Source index of position q (in [-pad, n + pad)) under reflect padding (edge not repeated)."""
+    q = q.abs()
+    return torch.where(q >= n, 2 * (n - 1) - q, q)
+
+
+def _apply_augment(xb: torch.Tensor, shifts: torch.Tensor, flip: torch.Tensor | None,
+                   pad: int = 2) -> torch.Tensor:
+    """``xb`` (b, c, h, w) cropped at ``shifts`` from its reflect padding and flipped where ``flip``:
+    the same values as padding, cropping and flipping (pure data movement, so bit-identical), in
+    one gather with no padded copy."""
     b, c, h, w = xb.shape
+    if pad >= min(h, w):
+        raise ValueError(f"augmentation pad {pad} needs images larger than {pad} pixels, got {h}x{w}")
     dev = xb.device
-    shifts = torch.randint(0, 2 * pad + 1, (b, 2), generator=gen).to(dev)
-    padded = F.pad(xb, (pad, pad, pad, pad), mode="reflect")
-    rows = (shifts[:, 0, None] + torch.arange(h, device=dev)[None])       # (b, h)
-    cols = (shifts[:, 1, None] + torch.arange(w, device=dev)[None])       # (b, w)
-    out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                 rows[:, None, :, None], cols[:, None, None, :]]
-    if how == "flip_crop":
-        flip = (torch.rand(b, generator=gen) < 0.5).to(dev)
-        out = torch.where(flip[:, None, None, None], out.flip(-1), out)
-    return out
+    ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
+    rows = _reflect(shifts[:, 0, None] - pad + ar_h[None], h)                 # (b, h)
+    cols = ar_w[None].expand(b, w)
+    if flip is not None:
+        cols = torch.where(flip[:, None], (w - 1) - ar_w[None], cols)        # (b, w)
+    cols = _reflect(shifts[:, 1, None] - pad + cols, w)
+    idx = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return xb.reshape(b, c, h * w).gather(2, idx).view(b, c, h, w)
+
+
+def _augment(xb: torch.Tensor, how: str, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random crop (pad ``pad``, reflect) and, for "flip_crop", a horizontal flip per image."""
+    drawn = _draw_augment(len(xb), how, gen, pad)
+    if drawn is None:
+        return xb
+    shifts, flip = drawn
+    return _apply_augment(xb, shifts.to(xb.device), None if flip is None else flip.to(xb.device), pad)
 
 
 @torch.no_grad()
@@ -170,12 +223,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, device: str 
     """Top-1 accuracy of ``model`` on (x, y), batched; restores the model's train/eval mode."""
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device, non_blocking=True)
-        correct += int((model(xb).argmax(1) == y[i:i + batch_size].to(device)).sum())
+        correct += (model(xb).argmax(1) == y[i:i + batch_size].to(device, non_blocking=True)).sum()
     model.train(was_training)
-    return correct / max(len(x), 1)
+    return int(correct) / max(len(x), 1)
 
 
 @torch.no_grad()
@@ -201,21 +254,13 @@ def predict(model: nn.Module, x: torch.Tensor, *, device: str | torch.device = "
     return torch.cat(out) if out else torch.empty(0)
 
 
-def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-          x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
-          device: str | torch.device = "cpu", seed: int = 0, label: str = "",
-          progress: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train ``model`` in place on (x, y) and return it with its train/test accuracy."""
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"train: x has {len(x)} images and y {len(y)} labels; need equal, > 0")
-    t0 = time.perf_counter()
-    model.to(device).train()
-    xd, yd = x.to(device), y.to(device)
-    gen = torch.Generator().manual_seed(seed)
-    n = len(xd)
-    steps_per_epoch = math.ceil(n / spec.batch_size)
-    total = spec.epochs * steps_per_epoch
-    params = [p for p in model.parameters() if p.requires_grad]
+# -- the loop ----------------------------------------------------------------------------------
+
+def _optimizer(spec: TrainSpec, params: list, total: int
+               ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The optimizer of ``spec`` (SGD with Nesterov momentum, or Adam) and its per-step schedule
+    over ``total`` steps: one-cycle (linear warm-up over ``warmup_frac`` of the steps, then linear
+    decay to 0) or constant."""
     if spec.optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=True,
                               weight_decay=spec.weight_decay)
@@ -228,24 +273,106 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
             return 1.0
         return (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
 
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+
+
+#: above this size of the training set (bytes) an epoch's permuted images are gathered batch by
+#: batch instead of in one copy (the same values; a copy of a large set could exhaust memory)
+EPOCH_COPY_BYTES = 1 << 30
+
+
+def _epoch_draws(spec: TrainSpec, n: int, gen: torch.Generator, device: torch.device):
+    """One epoch's random numbers, drawn on the CPU generator in the reference loop's order (the
+    permutation, then each batch's shifts and flips) and moved to the device in one transfer each:
+    (perm, shifts (n, 2) or None, flips (n,) or None), rows in batch order."""
+    perm = torch.randperm(n, generator=gen)
+    draws = [_draw_augment(len(chunk), spec.augment, gen) for chunk in perm.split(spec.batch_size)]
+    if draws[0] is None:
+        return perm.to(device, non_blocking=True), None, None
+    shifts = torch.cat([d[0] for d in draws]).to(device, non_blocking=True)
+    flips = (torch.cat([d[1] for d in draws]).to(device, non_blocking=True)
+             if draws[0][1] is not None else None)
+    return perm.to(device, non_blocking=True), shifts, flips
+
+
+def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+          x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
+          device: str | torch.device = "cpu", seed: int = 0, label: str = "",
+          progress: Callable[[dict], None] | None = None, precision: str = "fp32",
+          channels_last: bool = False) -> TrainResult:
+    """Train ``model`` in place on (x, y) and return it with its train/test accuracy.
+
+    The data move to the device once; each epoch's random numbers are drawn on the CPU generator
+    in one go, in the reference order, and moved once; the epoch's permuted (and augmented) images
+    are made in one gather (per batch instead for a training set over ``EPOCH_COPY_BYTES``), so a
+    batch is a slice; each step's loss and logits are copied into device buffers read once per
+    epoch, so a step makes no host synchronisation. ``precision="bf16"`` (CUDA only) runs forward
+    and backward under bfloat16 autocast with fp32 weights; ``channels_last`` stores weights and
+    batches NHWC (both change the numbers: they enter :func:`numerics`). On CPU the defaults give
+    the bits of the reference loop (``tests/test_training_fast.py``)."""
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"train: x has {len(x)} images and y {len(y)} labels; need equal, > 0")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; allowed: {PRECISIONS}")
+    dev = torch.device(device)
+    if precision != "fp32" and dev.type != "cuda":
+        raise ValueError(f"precision={precision!r} needs a CUDA device, got {dev}; use 'fp32'")
+    t0 = time.perf_counter()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(dev).train()
+    if channels_last:
+        model.to(memory_format=fmt)
+    xd, yd = x.to(dev), y.to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    n, bs = len(xd), spec.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    total = spec.epochs * steps_per_epoch
+    opt, sched = _optimizer(spec, [p for p in model.parameters() if p.requires_grad], total)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    counts = [min(bs, n - i * bs) for i in range(steps_per_epoch)]
+    # a batch is a view of the epoch's permuted copy; MKL's results may depend on a buffer's
+    # alignment, so where a batch would not start 64-byte aligned it is copied out instead
+    aligned = (bs * xd[0].numel() * xd.element_size()) % 64 == 0
+    whole = xd.numel() * xd.element_size() <= EPOCH_COPY_BYTES
     history: list[dict] = []
-    step = 0
     for epoch in range(spec.epochs):
-        perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum, correct = 0.0, 0
+        perm, shifts, flips = _epoch_draws(spec, n, gen, dev)
+        ye = yd[perm]
+        if whole:                             # the epoch's batches, in order, in one gather
+            xe = xd[perm]
+            if shifts is not None:
+                xe = _apply_augment(xe, shifts, flips)
+            if channels_last:
+                xe = xe.contiguous(memory_format=fmt)
+        losses = torch.empty(steps_per_epoch, dtype=torch.float32, device=dev)
+        logits = None
         for i in range(steps_per_epoch):
-            idx = perm[i * spec.batch_size:(i + 1) * spec.batch_size]
-            xb = _augment(xd[idx], spec.augment, gen)
-            out = model(xb)
-            loss = F.cross_entropy(out, yd[idx], label_smoothing=spec.label_smoothing)
+            sl = slice(i * bs, (i + 1) * bs)
+            yb = ye[sl]
+            if whole:
+                xb = xe[sl] if aligned else xe[sl].clone()
+            else:                             # the same values, gathered batch by batch
+                xb = xd[perm[sl]]
+                if shifts is not None:
+                    xb = _apply_augment(xb, shifts[sl], None if flips is None else flips[sl])
+                if channels_last:
+                    xb = xb.contiguous(memory_format=fmt)
+            with autocast:
+                out = model(xb)
+                loss = F.cross_entropy(out, yb, label_smoothing=spec.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((out.argmax(1) == yd[idx]).sum())
+            losses[i] = loss.detach()         # device copies: no host synchronisation per step
+            if logits is None:
+                logits = out.new_empty((n, out.shape[1]))
+            logits[sl] = out.detach()
+        # once per epoch: the reference's float64 running sum, term by term in the same order
+        loss_sum = 0.0
+        for value, count in zip(losses.tolist(), counts):
+            loss_sum += value * count
+        correct = int((logits.argmax(1) == ye).sum())
         rec = {"epoch": epoch + 1, "loss": loss_sum / n, "train_acc_running": correct / n,
                "seconds": time.perf_counter() - t0}
         history.append(rec)
@@ -256,11 +383,84 @@ def train(spec: TrainSpec, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *
     if not math.isfinite(history[-1]["loss"]):
         raise FloatingPointError(f"training {label or 'model'} diverged (loss {history[-1]['loss']}); "
                                  f"lower TrainSpec.lr (now {spec.lr})")
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
-    train_acc = evaluate(model, x, y, device=device)
-    test_acc = evaluate(model, x_test, y_test, device=device) if x_test is not None else None
+    train_acc = evaluate(model, x, y, device=dev)
+    test_acc = evaluate(model, x_test, y_test, device=dev) if x_test is not None else None
     return TrainResult(model, train_acc, test_acc, time.perf_counter() - t0, history)
 
 
-__all__ = ["Recipe", "TrainResult", "numerics", "torch_threads", "recipe", "train", "evaluate", "per_class_accuracy",
-           "predict", "replace"]
+# -- many trainings at once ---------------------------------------------------------------------
+
+@dataclass
+class TrainJob:
+    """One independent training for :func:`train_many`: the arguments of :func:`train`."""
+
+    spec: TrainSpec
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    x_test: torch.Tensor | None = None
+    y_test: torch.Tensor | None = None
+    seed: int = 0
+    label: str = ""
+
+
+def concurrency(device: str | torch.device, threads: int) -> tuple[int, int]:
+    """(workers, torch threads per worker) for independent trainings on ``device`` when the run
+    has ``threads`` torch threads: on CPU one single-threaded training per thread (small models
+    scale far better across models than within one: an op on a 128-image batch is too small to
+    split), so a result is that of ``train`` under one thread (its key says ``threads=1``); on
+    CUDA two trainings overlap their host work and kernel launches on their own streams."""
+    if int(threads) < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return (int(threads), 1) if torch.device(device).type == "cpu" else (2, int(threads))
+
+
+T = TypeVar("T")
+
+
+def run_concurrently(fns: Sequence[Callable[[], T]], *, workers: int, threads: int = 1,
+                     device: str | torch.device = "cpu") -> list[T]:
+    """Call every ``fn`` (independent trainings) with ``workers`` OS threads, each running its
+    calls under exactly ``threads`` torch threads (:func:`torch_threads`, per OS thread) and, on
+    CUDA, on its own stream; results in the order of ``fns``. ``workers=1`` calls them in turn in
+    this thread. Each call must use its own generator (``train`` does): torch's global RNG is
+    shared. An exception of any call is raised after the others finished."""
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    dev = torch.device(device)
+
+    def call(fn):
+        with torch_threads(threads):
+            if dev.type == "cuda" and workers > 1:
+                stream = torch.cuda.Stream(dev)
+                with torch.cuda.stream(stream):
+                    out = fn()
+                stream.synchronize()          # the results are complete before another stream reads them
+                return out
+            return fn()
+
+    if workers == 1 or len(fns) <= 1:
+        return [call(fn) for fn in fns]
+    with ThreadPoolExecutor(min(int(workers), len(fns)), thread_name_prefix="sb-train") as pool:
+        futures = [pool.submit(call, fn) for fn in fns]
+        return [f.result() for f in futures]
+
+
+def train_many(jobs: Sequence[TrainJob], *, device: str | torch.device = "cpu",
+               workers: int | None = None, threads: int = 1, **kwargs) -> list[TrainResult]:
+    """Train independent ``jobs`` (e.g. a ROAR case's fractions x seeds) at once, ``workers`` at a
+    time (default: :func:`concurrency` of ``threads``). Each result is bit-identical on CPU to
+    ``train(...)`` of that job alone under ``torch_threads(threads)``; ``kwargs`` go to ``train``."""
+    if workers is None:
+        workers, threads = concurrency(device, threads)
+    fns = [partial(train, j.spec, j.model, j.x, j.y, x_test=j.x_test, y_test=j.y_test,
+                   device=device, seed=j.seed, label=j.label, **kwargs) for j in jobs]
+    return run_concurrently(fns, workers=workers, threads=threads, device=device)
+
+
+__all__ = ["Recipe", "TrainJob", "TrainResult", "concurrency", "numerics", "torch_threads", "recipe",
+           "run_concurrently", "train", "train_many", "evaluate", "per_class_accuracy", "predict",
+           "replace"]

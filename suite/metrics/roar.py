@@ -35,9 +35,11 @@ explains, are in FINDINGS.md, "ROAR's mean fill leaks the removed shape").
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
@@ -221,6 +223,7 @@ def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
     from suite.artifacts import fit_cached
     from suite.methods import default_aggregation, fingerprint
     from suite.methods.extract import resolve_params, result_spec
+    from suite.training import concurrency, run_concurrently
 
     fractions = tuple(float(t) for t in (fractions or FRACTIONS[ctx.scale]))
     seeds = tuple(int(s) for s in (seeds if seeds is not None else ctx.seeds))
@@ -247,25 +250,34 @@ def evaluate(ctx, ds, trained, method: str, *, mode: str = "remove",
     built = 0
     t_mask = t_train = 0.0
     acc = np.zeros((len(seeds), len(fractions)))
+    # the fractions x seeds retrainings run at once (suite.training.concurrency: on CPU one
+    # single-threaded training per torch thread of the run, keyed threads=1 by wctx)
+    workers, per = concurrency(ctx.device, ctx.threads)
+    wctx = copy.copy(ctx)
+    wctx.threads = per
+    calls, where = [], []
     for i, t in enumerate(fractions):
         t1 = time.perf_counter()
         x_tr = torch.from_numpy(masked(ds.x_train, values["train"], t, fill, mode=mode,
                                        granularity=granularity))
         x_te = torch.from_numpy(masked(ds.x_test, values["test"], t, fill, mode=mode,
                                        granularity=granularity))
-        t2 = time.perf_counter()
-        t_mask += t2 - t1
+        t_mask += time.perf_counter() - t1
         for j, seed in enumerate(seeds):
             tag = f"{ds.name}-{trained.model_name}-{method}-{mode}-{granularity}-t{t:g}-s{seed}"
-            _, info, cached, _ = fit_cached(
-                ctx, name=tag, spec={**base, "fraction": t,
-                                     "k": fraction_to_count(t, values["train"][0].size)},
+            where.append((j, i))
+            calls.append(partial(
+                fit_cached, wctx, name=tag, spec={**base, "fraction": t,
+                                                  "k": fraction_to_count(t, values["train"][0].size)},
                 model_name=trained.model_name, in_shape=ds.in_shape, num_classes=ds.num_classes,
                 x_train=x_tr, y_train=ds.y_train, x_test=x_te, y_test=ds.y_test,
-                train_spec=train_spec, seed=seed, kind="roar")
-            acc[j, i] = float(info["test_acc"])
-            built += not cached
-        t_train += time.perf_counter() - t2
+                train_spec=train_spec, seed=seed, kind="roar"))
+    t2 = time.perf_counter()
+    for (j, i), (_, info, cached, _) in zip(where, run_concurrently(
+            calls, workers=workers, threads=per, device=ctx.device)):
+        acc[j, i] = float(info["test_acc"])
+        built += not cached
+    t_train += time.perf_counter() - t2
     log.info("%s %s on %s/%s: %s (%d retrained)", "ROAR" if mode == "remove" else "KAR", method,
              ds.name, trained.model_name, np.round(acc.mean(0), 3).tolist(), built)
     return RoarResult(method, mode, granularity, how, fractions, seeds,

@@ -6,6 +6,8 @@ output (the order the sanity checks randomize in, reversed for the cascading tes
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
@@ -56,12 +58,17 @@ for _arch, _id in _TV_IDS.items():
 _pretrained.register()
 
 
+_BUILD_LOCK = threading.RLock()
+
+
 def build_model(name: str, num_classes: int, in_shape: tuple[int, int, int], seed: int,
                 device: str | torch.device = "cpu") -> nn.Module:
     """A fresh model whose initial weights are a function of ``seed`` alone (global RNG untouched)."""
     if name not in MODELS:
         raise KeyError(f"model {name!r} is not registered; known: {sorted(MODELS)}")
-    with torch.random.fork_rng(devices=[]):
+    # the global RNG seeded, drawn from and restored under a lock: models built in concurrent
+    # trainings (suite.training.run_concurrently) must not draw from each other's seed
+    with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MODELS[name].factory(num_classes, tuple(in_shape))
     if not isinstance(model, nn.Module):
