@@ -88,15 +88,33 @@ def register_model(name: str, *, description: str = "", gradcam_layer: str | Non
                    layers: Iterable[str] | None = None, scales: Iterable[str] = SCALES,
                    min_size: int = 8, replace: bool = False,
                    datasets: Iterable[str] | None = None,
-                   metrics: Iterable[str] | None = None) -> Callable:
-    """Decorator for ``factory(num_classes, in_shape) -> nn.Module``."""
+                   metrics: Iterable[str] | None = None, checkpoint=None) -> Callable:
+    """Decorator for ``factory(num_classes, in_shape) -> nn.Module``.
+
+    ``checkpoint``: a state dict file (``torch.save(model.state_dict(), PATH)``) to evaluate
+    instead of training the model, the API form of ``--checkpoint NAME=PATH`` (which overrides
+    it). Read at once with ``weights_only=True``: a missing, corrupt or pickled-object file is a
+    ValueError naming it here; a wrong architecture one before any case runs
+    (``suite.checkpoints``)."""
     def deco(factory: Callable) -> Callable:
+        from suite import checkpoints
+
         check_id("model", name, replace=replace)
-        MODELS[name] = ModelSpec(name, factory, description or (factory.__doc__ or "").strip(),
-                                 gradcam_layer, tuple(layers) if layers is not None else None,
-                                 tuple(check_scale(s) for s in scales), min_size,
-                                 None if datasets is None else tuple(datasets),
-                                 None if metrics is None else tuple(metrics))
+        spec = ModelSpec(name, factory, description or (factory.__doc__ or "").strip(),
+                         gradcam_layer, tuple(layers) if layers is not None else None,
+                         tuple(check_scale(s) for s in scales), min_size,
+                         None if datasets is None else tuple(datasets),
+                         None if metrics is None else tuple(metrics))
+        old = MODELS.get(name)
+        MODELS[name] = spec
+        try:
+            checkpoints.register(name, checkpoint)
+        except ValueError:
+            if old is None:
+                MODELS.pop(name)
+            else:
+                MODELS[name] = old
+            raise
         return factory
     return deco
 
