@@ -8,7 +8,8 @@ scale) and seed, read from the artifact cache when it is there (``suite.artifact
 or loaded and not trained for pretrained ids (``*_in1k``) and ``--checkpoint`` files. The maps are
 ``suite.methods.extract_cached``'s, so they come from the cache when a case (or an earlier export)
 computed them for the same model, images, method parameters and target, and go into it
-otherwise. The method's parameters are its defaults at the scale (``method_params``) updated by
+otherwise: the whole split is ROAR's / KAR's entry, ``n_images=N`` of the test split the
+perturbation metrics' (AOPC, insertion / deletion, pixel flipping, ROAD: their first N images). The method's parameters are its defaults at the scale (``method_params``) updated by
 ``--param NAME=VALUE``.
 
 The ``.npz`` file holds ``maps`` (float32, (N, C or 1, H, W): raw, one channel per input channel
@@ -144,10 +145,14 @@ def export_maps(dataset: str, model: str, method: str, out: str | Path, *, split
     n = len(x) if n_images is None else min(n_images, len(x))
     x, y = x[:n], y[:n]
     masks = masks[:n] if masks is not None else None
+    # the split's label in the cache key, as the cases write it: the whole split as ROAR / KAR,
+    # the first N test images as the perturbation metrics (``test{N}``), so that their maps are
+    # read, not recomputed
+    label = split if n_images is None else f"{split}{n}"
     with torch_threads(ctx.threads):
         maps, from_cache = extract_cached(
             ctx.cache, model_key=tm.key, model=tm.model, model_name=model, method_name=method,
-            x=x, split=split, labels=y, masks=masks, target=target, batch_size=batch_size,
+            x=x, split=label, labels=y, masks=masks, target=target, batch_size=batch_size,
             device=ctx.device, seed=seed, params=full)
         if target == "label":
             targets = y.numpy()

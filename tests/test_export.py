@@ -23,6 +23,27 @@ def quick(monkeypatch, tmp_path):
     return Context(scale="smoke", cache_dir=tmp_path / "cache")
 
 
+def test_a_case_s_maps_are_read_from_the_cache(quick, tmp_path):
+    """A perturbation case's entry (its first N test images, split label test{N}) and a ROAR
+    case's (the whole split) are what an export of the same images reads."""
+    from suite.methods import extract_cached
+
+    ds = load("digits", quick)
+    tm = trained_model(quick, ds, "simplecnn", 0)
+    x, y, masks = ds.split("test")
+    for split, n in (("test5", 5), ("test", None)):
+        sel = x[:n] if n else x
+        a, hit = extract_cached(quick.cache, model_key=tm.key, model=tm.model,
+                                model_name="simplecnn", method_name="sens_l2", x=sel, split=split,
+                                labels=y[:len(sel)], masks=None, seed=0,
+                                params=method_params("sens_l2", "smoke"))
+        assert not hit
+        meta = E.export_maps("digits", "simplecnn", "sens_l2", tmp_path / f"{split}.npz",
+                             ctx=quick, n_images=n)
+        assert meta["maps_from_cache"] is True and meta["n_images"] == len(sel)
+        np.testing.assert_array_equal(E.load_maps(tmp_path / f"{split}.npz")[0]["maps"], a)
+
+
 def test_export_writes_the_maps_and_their_metadata_then_reads_the_cache(quick, tmp_path):
     out = tmp_path / "maps.npz"
     meta = E.export_maps("digits", "simplecnn", "gradient", out, ctx=quick, n_images=6)
