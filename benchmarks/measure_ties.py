@@ -6,7 +6,7 @@ import numpy as np, torch
 torch.set_num_threads(1)
 from suite.data import load
 from suite.data.base import Context
-from suite.registry import load_builtins
+from suite.matrix import load_builtins
 from suite.artifacts import trained_model
 from suite.metrics import road
 from suite.metrics.roar import attributions

@@ -36,19 +36,38 @@ def register_method(name: str, *, aggregation: str = "abs_sum", description: str
 
 
 def register_model(name: str, *, gradcam_layer: str | None = None, layers=None,
-                   description: str = "", min_size: int = 8) -> Callable:
+                   description: str = "", min_size: int = 8, checkpoint=None,
+                   replace: bool = False) -> Callable:
     """Decorator: ``factory(num_classes, in_shape) -> nn.Module``.
 
     ``gradcam_layer``: dotted name of the module whose output Grad-CAM uses (None: methods that
     need a layer are left out for this model). ``layers``: dotted names input -> output, the order
-    the sanity checks randomize in (None: every module with parameters).
+    the sanity checks randomize in (None: every module with parameters). ``checkpoint``: a state
+    dict file evaluated instead of training the model (the API form of ``--checkpoint``; read at
+    once with ``weights_only=True``, a bad file is a ValueError naming it). ``replace=True``
+    re-registers an id (e.g. a built-in architecture with your weights).
     """
+    from suite import checkpoints
     from suite.matrix import load_builtins
+    from suite.registry import MODELS
     from suite.registry import register_model as _register
 
     load_builtins()
-    return _register(name, description=description, gradcam_layer=gradcam_layer, layers=layers,
-                     min_size=min_size)
+
+    def deco(factory: Callable) -> Callable:
+        old = MODELS.get(name)
+        _register(name, description=description, gradcam_layer=gradcam_layer, layers=layers,
+                  min_size=min_size, replace=replace)(factory)
+        try:
+            checkpoints.register(name, checkpoint)
+        except ValueError:       # a bad file: the id stays free (or keeps its earlier entry)
+            if old is None:
+                MODELS.pop(name)
+            else:
+                MODELS[name] = old
+            raise
+        return factory
+    return deco
 
 
 def register_dataset(name: str, *, description: str = "", has_masks: bool = False) -> Callable:

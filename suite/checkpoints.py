@@ -49,6 +49,15 @@ def parse_option(value: str) -> tuple[str, Path]:
     return model.strip(), Path(path).expanduser()
 
 
+def _torch_container(path: Path) -> bool:
+    """Whether ``path`` is a torch.save zip archive or a legacy (protocol 2+) pickle."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and head[1] >= 2)
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in ``path`` (weights_only); ValueError naming the file and what is wrong."""
     if not path.is_file():
@@ -56,6 +65,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if not _torch_container(path):   # text, an image, ...: torch fell back to bare pickle
+            raise ValueError(f"checkpoint {path}: corrupt or not a torch file (neither the zip "
+                             "archive torch.save writes nor a legacy pickle)") from None
         raise ValueError(
             f"checkpoint {path}: needs code execution to load (weights_only=True refuses it: "
             f"{str(err).splitlines()[0][:200]}); save model.state_dict() instead of the model "
@@ -72,22 +84,49 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def validate(pairs: list[tuple[str, Path]] | None) -> None:
-    """Read every ``--checkpoint`` file now (pytest_configure); ValueError on the first bad one."""
+#: model id -> path given by ``register_model(..., checkpoint=PATH)``: kept across ``validate``
+REGISTERED: dict[str, Path] = {}
+
+
+def add(model: str, path: str | Path, *, option: str = "--checkpoint") -> None:
+    """Read ``path`` now and evaluate it for ``model`` (which must be registered) from here on."""
     from suite.registry import MODELS
+
+    path = Path(path).expanduser()
+    if model not in MODELS:
+        raise ValueError(f"{option} {model}={path}: model {model!r} is not registered; "
+                         f"known: {', '.join(sorted(MODELS))}")
+    state = read_state_dict(path)
+    CHECKPOINTS[model] = (path, file_sha256(path), state)
+
+
+def register(model: str, path: str | Path | None) -> None:
+    """``register_model(..., checkpoint=PATH)``: the file is read at once (an error names it at
+    registration, i.e. before collection); None drops an earlier registration of ``model``."""
+    if path is None:
+        if REGISTERED.pop(model, None) is not None:
+            CHECKPOINTS.pop(model, None)
+        return
+    add(model, path, option="register_model(checkpoint=...):")
+    REGISTERED[model] = Path(path).expanduser()
+
+
+def validate(pairs: list[tuple[str, Path]] | None) -> None:
+    """Read every ``--checkpoint`` file now (pytest_configure); ValueError on the first bad one.
+    Checkpoints given to ``register_model`` stay, unless the command line names the same model
+    (the command line wins)."""
     from suite.matrix import load_builtins
 
     load_builtins()
-    CHECKPOINTS.clear()
+    for model in list(CHECKPOINTS):
+        if model not in REGISTERED:
+            del CHECKPOINTS[model]
+    given: set[str] = set()
     for model, path in pairs or ():
-        if model not in MODELS:
-            raise ValueError(f"--checkpoint {model}={path}: model {model!r} is not registered; "
-                             f"known: {', '.join(sorted(MODELS))}")
-        if model in CHECKPOINTS:
+        if model in given:
             raise ValueError(f"--checkpoint given twice for {model}")
-        state = read_state_dict(path)
-        digest = file_sha256(path)
-        CHECKPOINTS[model] = (path, digest, state)
+        given.add(model)
+        add(model, path)
 
 
 def load_into(model: nn.Module, state: dict, path: Path) -> None:

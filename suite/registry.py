@@ -97,7 +97,8 @@ def register_model(name: str, *, description: str = "", gradcam_layer: str | Non
                    min_size: int = 8, replace: bool = False,
                    datasets: Iterable[str] | None = None,
                    metrics: Iterable[str] | None = None) -> Callable:
-    """Decorator for ``factory(num_classes, in_shape) -> nn.Module``."""
+    """Decorator for ``factory(num_classes, in_shape) -> nn.Module`` (a checkpoint to evaluate
+    instead of training: ``suite.register_model(..., checkpoint=PATH)``)."""
     def deco(factory: Callable) -> Callable:
         check_id("model", name, replace=replace)
         MODELS[name] = ModelSpec(name, factory, description or (factory.__doc__ or "").strip(),

@@ -211,6 +211,41 @@ def test_checkpoint_round_trip_gives_the_same_logits(tmp_path):
         C.CHECKPOINTS.clear()
 
 
+def test_register_model_checkpoint_is_the_api_form_of_the_option(tmp_path, cleanup):
+    import suite
+    from suite.models.small import SimpleCNN
+    from suite.registry import MODELS
+
+    ds, model = _digits_model()
+    path = tmp_path / "mine.pt"
+    torch.save(model.state_dict(), path)
+    try:
+        suite.register_model("mynet", checkpoint=path)(lambda n, s: SimpleCNN(n, s))
+        assert C.is_given("mynet") and C.CHECKPOINTS["mynet"][0] == path
+        given = C.given_model(Context(scale="smoke", cache_dir=tmp_path / "c"), ds, "mynet")
+        model.eval()
+        with torch.no_grad():
+            assert torch.equal(given.model(ds.x_test[:8]), model(ds.x_test[:8]))
+        C.validate([])                      # a run without --checkpoint keeps it
+        assert "mynet" in C.CHECKPOINTS
+        other = tmp_path / "other.pt"
+        torch.save(_digits_model(seed=4)[1].state_dict(), other)
+        C.validate([("mynet", other)])      # the command line wins
+        assert C.CHECKPOINTS["mynet"][0] == other
+        # a bad file: an error naming it at registration, and the id stays free
+        bad = tmp_path / "bad.pt"
+        bad.write_bytes(b"not a torch file")
+        with pytest.raises(ValueError, match=f"checkpoint {bad}: corrupt or not a torch file"):
+            suite.register_model("yournet", checkpoint=bad)(lambda n, s: SimpleCNN(n, s))
+        assert "yournet" not in MODELS
+        # re-registered without a checkpoint: trained again, not given
+        suite.register_model("mynet", replace=True)(lambda n, s: SimpleCNN(n, s))
+        assert not C.is_given("mynet")
+    finally:
+        C.register("mynet", None)
+        C.CHECKPOINTS.clear()
+
+
 def test_bad_checkpoints_name_the_file_and_the_fault(tmp_path):
     ds, model = _digits_model()
     corrupt = tmp_path / "corrupt.pt"
