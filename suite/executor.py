@@ -48,7 +48,8 @@ class RemoteBuildError(RuntimeError):
 
 
 class SharedCacheError(RuntimeError):
-    """A Ray node cannot see the run's cache directory."""
+    """The cluster cannot be used: not reachable, or a node cannot see the run's cache directory
+    (a usage error before any case runs)."""
 
 
 def addoption(group) -> None:
@@ -184,20 +185,21 @@ def registrations() -> list[tuple[str, str, str]]:
     return out
 
 
-_IMPORTED: set[str] = set()
-
-
 def _import_registrations(regs: list) -> None:
+    """Import the files of the entries in ``regs`` that this process has not registered."""
+    import hashlib
     import importlib.util
 
     from suite import registry
 
     registry.load_builtins()
+    done: set[str] = set()
     for kind, name, path in regs:
-        if name in registry._TABLES[kind] or path in _IMPORTED:
+        if name in registry._TABLES[kind] or path in done:
             continue
-        _IMPORTED.add(path)
-        spec = importlib.util.spec_from_file_location(f"_sb_remote_{len(_IMPORTED)}", path)
+        done.add(path)
+        mod_name = "_sb_registrations_" + hashlib.sha256(path.encode()).hexdigest()[:12]
+        spec = importlib.util.spec_from_file_location(mod_name, path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
 
@@ -229,6 +231,7 @@ def remote_build(settings: dict, task: dict, node_id: str, *deps: dict) -> dict:
         kw = dict(settings["ctx"])
         if str(kw["device"]).startswith("cuda"):
             kw["device"] = "cuda"          # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU(s)
+        t1 = time.perf_counter()           # after the imports a fresh worker process pays once
         build_node(Context(**kw), task)
     except Exception:  # noqa: BLE001 - reported on the cases that need the artifact
         import sys
@@ -236,7 +239,8 @@ def remote_build(settings: dict, task: dict, node_id: str, *deps: dict) -> dict:
         exc = sys.exc_info()[1]
         return {"ok": False, "id": node_id, "where": where,
                 "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
-    return {"ok": True, "id": node_id, "where": where, "seconds": time.perf_counter() - t0}
+    return {"ok": True, "id": node_id, "where": where, "seconds": time.perf_counter() - t1,
+            "setup": t1 - t0}
 
 
 def _probe_file(path: str, token: str) -> str | None:
@@ -292,7 +296,15 @@ def run_on_ray(plan, ctx, *, address: str | None = None, retries: int = 3,
     if not ray.is_initialized():
         addr = address or os.environ.get("RAY_ADDRESS") or "local"
         kw: dict[str, Any] = {"include_dashboard": False} if addr == "local" else {}
-        ray.init(address=addr, log_to_driver=False, logging_level=logging.WARNING, **kw)
+        _reachable(addr)
+        try:
+            ray.init(address=addr, log_to_driver=False, logging_level=logging.WARNING, **kw)
+        except ConnectionError as err:
+            raise SharedCacheError(
+                f"--executor ray: cannot connect to the Ray cluster at {addr} ({err}). Check "
+                "--ray-address / RAY_ADDRESS (the head's address, e.g. 10.0.0.5:6379, as `ray "
+                "start --head` prints it); a cluster with token authentication also needs "
+                "RAY_AUTH_MODE=token and its token (see Ray's docs on token auth)") from None
         started = True
     try:
         check_shared_cache(ctx.cache.root)
@@ -330,8 +342,9 @@ def run_on_ray(plan, ctx, *, address: str | None = None, retries: int = 3,
                 node = plan.nodes[nid]
                 n = len(results)
                 if res["ok"]:
-                    progress(f"ray: built {node.label} on {res['where']} in {res['seconds']:.1f}s "
-                             f"[{n}/{len(refs)}]")
+                    setup = f" (+{res['setup']:.1f}s worker start-up)" if res["setup"] >= 0.5 else ""
+                    progress(f"ray: built {node.label} on {res['where']} in {res['seconds']:.1f}s"
+                             f"{setup} [{n}/{len(refs)}]")
                 elif res.get("upstream"):
                     progress(f"ray: not built {node.label}: it needs {plan.nodes[res['upstream']].label}, "
                              f"which failed [{n}/{len(refs)}]")
@@ -359,6 +372,20 @@ def case_failures(plan, results: dict[str, dict]) -> dict[str, str]:
         for case in node.cases:
             out.setdefault(case, text)
     return out
+
+
+def _reachable(addr: str) -> None:
+    """A quick TCP check of a ``host:port`` address (Ray itself retries for minutes)."""
+    hostport = addr.split("://", 1)[-1]
+    if addr in ("local", "auto") or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except (OSError, ValueError) as err:
+        raise SharedCacheError(f"--executor ray: cannot reach the Ray cluster at {addr} "
+                               f"({type(err).__name__}: {err}); check --ray-address / RAY_ADDRESS "
+                               "(the head's address as `ray start --head` prints it)") from None
 
 
 def _cluster() -> str:

@@ -230,6 +230,9 @@ class _Planner:
             self.plan.unplanned[case.metric] = self.plan.unplanned.get(case.metric, 0) + 1
         if is_given(case.model):
             model_node = None       # pretrained / --checkpoint: loaded, never trained
+            if case.metric in ("roar", "kar"):     # its maps and retrainings: built by the case
+                key = f"{case.metric} (pretrained / --checkpoint models)"
+                self.plan.unplanned[key] = self.plan.unplanned.get(key, 0) + 1
         else:
             reason = recipe(case.dataset, case.model, self.ctx.scale).unsupported
             if reason:

@@ -77,6 +77,13 @@ def test_executor_ray_without_ray_is_a_usage_error_saying_how_to_install(monkeyp
         executor.check_options(_config(sb_ray_gpus=0.0))
 
 
+def test_an_unreachable_cluster_is_named_at_once():
+    with pytest.raises(executor.SharedCacheError, match=r"cannot reach the Ray cluster at "
+                                                        r"127\.0\.0\.1:1 \(ConnectionRefusedError"):
+        executor._reachable("127.0.0.1:1")
+    executor._reachable("local")
+
+
 def test_a_node_that_cannot_read_the_cache_is_named(tmp_path):
     (tmp_path / "probe").write_text("abc")
     assert executor._probe_file(str(tmp_path / "probe"), "abc") is None
@@ -120,6 +127,20 @@ def _cases(project: Path, report: str) -> dict[str, dict]:
     return {c["nodeid"].split("[")[1].rstrip("]") + "/" + c["metric"]: c for c in res["cases"]}
 
 
+def _plan_here(cache: Path, methods=("random", "gradient"), roar_only=()):
+    """The plan of the tiny selection made in this process (registry: the project's conftest)."""
+    from suite.data.base import Context
+    from suite.plan import build_plan
+    from suite.registry import cases_for
+
+    executor._import_registrations([("dataset", "tinyset", str(ROOT / "tests/data/executor_conftest.py"))])
+    cases = [(f"{c.metric}[{c.id}]", c) for m in ("roar", "kar") for c in cases_for(m, "smoke")
+             if c.dataset == "tinyset" and c.model == "tinynet"
+             and (c.method in methods or c.method in roar_only and m == "roar")]
+    ctx = Context(scale="smoke", cache_dir=cache, data_root=cache / "nodata")
+    return build_plan(cases, ctx, estimate=False), ctx
+
+
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
     """--plan, a local run, --plan again: on the tiny ROAR + KAR selection, one fresh cache."""
@@ -127,12 +148,11 @@ def local(tmp_path_factory):
     before = _pytest(p, "-k", SEL, "--cache-dir", "cache", "--plan")
     planned_builds = _builds(p / "cache")
     run = _pytest(p, "-k", SEL, "--cache-dir", "cache", "--report-dir", "report")
-    after = _pytest(p, "-k", SEL, "--cache-dir", "cache", "--plan")
-    return SimpleNamespace(project=p, before=before, run=run, after=after, planned_builds=planned_builds,
+    return SimpleNamespace(project=p, before=before, run=run, planned_builds=planned_builds,
                            builds=_builds(p / "cache"), cases=_cases(p, "report"))
 
 
-def test_the_plan_counts_what_the_run_then_builds(local):
+def test_the_plan_counts_what_the_run_then_builds(local, cleanup):
     assert local.before.returncode == 0, local.before.stdout[-3000:]
     assert "saliencybench plan: 4 case(s)" in local.before.stdout
     assert local.planned_builds == [] and " passed" not in local.before.stdout   # ran nothing
@@ -143,8 +163,15 @@ def test_the_plan_counts_what_the_run_then_builds(local):
     assert _planned(local.before.stdout) == {k: built.get(k, 0) for k in KINDS}
     assert len({(b["kind"], b["key"]) for b in local.builds}) == len(local.builds)
     # after the run the plan finds everything in the cache (so its keys are the run's keys)
-    assert _planned(local.after.stdout) == dict.fromkeys(KINDS, 0)
-    assert re.search(r"retrainings \(ROAR/KAR\)\s+12\s+12\s+0", local.after.stdout)
+    after, _ = _plan_here(local.project / "cache")
+    assert {k: v["build"] for k, v in after.counts().items()} == dict.fromkeys(KINDS, 0)
+    assert after.counts()["roar"] == {"needed": 12, "cached": 12, "build": 0}
+    keys = {b["key"] for b in local.builds}
+    assert {n.key for n in after.nodes.values()} == keys      # every key known, the run's own
+    roar_nodes = [n for n in after.nodes.values() if n.kind == "roar"]
+    assert all(len(n.deps) == 3 for n in roar_nodes)          # model, train and test maps
+    shared = [n for n in roar_nodes if n.task["method"] == "random"]
+    assert all(len(n.cases) == 2 for n in shared)             # random's serve its case and gradient's
 
 
 def test_the_plan_estimates_from_unit_costs(local):
@@ -170,7 +197,7 @@ def ray_address():
     ray.shutdown()
 
 
-def test_ray_builds_each_artifact_once_with_the_local_results(local, ray_address, tmp_path):
+def test_ray_builds_each_artifact_once_with_the_local_results(local, ray_address, tmp_path, cleanup):
     p = _project(tmp_path)
     sel = "tinyset and tinynet and (random or gradient or (test_roar and (crashy or broken)))"
     res = _pytest(p, "-k", sel, "--cache-dir", "cache", "--report-dir", "report",
@@ -202,8 +229,10 @@ def test_ray_builds_each_artifact_once_with_the_local_results(local, ray_address
     assert not [b for b in builds if "broken" in b["name"]]
     assert re.search(r"^ray: not built roar/tinyset-tinynet-broken-remove-pixel-t0.1-s0: it needs "
                      r"attributions/tinynet-broken-\w+, which failed", out, re.M)
-    # a second run finds everything it needs in the cache and submits nothing
-    again = _pytest(p, "-k", sel.replace(" or broken", ""), "--cache-dir", "cache",
-                    "--report-dir", "report2", "--executor", "ray", "--ray-address", ray_address)
-    assert "ray: nothing to build" in again.stdout, again.stdout[-3000:]
-    assert again.returncode == 0 and _builds(p / "cache") == builds
+    # a second run finds everything it needs in the cache and submits nothing (in this process,
+    # connected to the same Ray instance)
+    plan, ctx = _plan_here(p / "cache", roar_only=("crashy",))
+    lines = []
+    assert executor.run_on_ray(plan, ctx, progress=lines.append) == {}
+    assert lines == [f"ray: nothing to build ({len(plan.nodes)} planned artifact(s), all cached)"]
+    assert _builds(p / "cache") == builds
