@@ -53,6 +53,17 @@ class TrainedModel:
     build_seconds: float
 
 
+def fit_spec(ctx: Context, *, spec: dict, model: nn.Module, model_name: str, in_shape,
+             num_classes: int, train_spec: TrainSpec, seed: int) -> dict:
+    """The cache spec of a trained model (``fit_cached``'s key; ``suite.plan`` computes it
+    without training): the data ``spec``, the architecture, recipe, seed and numerics."""
+    # the architecture is part of the key: a model redefined under the same id is retrained
+    arch = hashlib.sha256(repr(model).encode()).hexdigest()[:16]
+    return {"spec": spec, "model": model_name, "arch": arch, "in_shape": list(in_shape),
+            "num_classes": num_classes, "train": spec_dict(train_spec), "seed": seed,
+            "numerics": numerics(ctx.device, ctx.threads)}
+
+
 def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape, num_classes: int,
                x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor | None,
                y_test: torch.Tensor | None, train_spec: TrainSpec, seed: int,
@@ -62,11 +73,8 @@ def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape
     ``spec`` must identify the training data (e.g. a dataset fingerprint plus how it was modified).
     """
     model = build_model(model_name, num_classes, in_shape, seed, device="cpu")
-    # the architecture is part of the key: a model redefined under the same id is retrained
-    arch = hashlib.sha256(repr(model).encode()).hexdigest()[:16]
-    full_spec = {"spec": spec, "model": model_name, "arch": arch, "in_shape": list(in_shape),
-                 "num_classes": num_classes, "train": spec_dict(train_spec), "seed": seed,
-                 "numerics": numerics(ctx.device, ctx.threads)}
+    full_spec = fit_spec(ctx, spec=spec, model=model, model_name=model_name, in_shape=in_shape,
+                         num_classes=num_classes, train_spec=train_spec, seed=seed)
     holder: dict = {}
 
     def build() -> dict:
@@ -99,16 +107,34 @@ def trained_model(ctx: Context, ds: ImageDataset, model_name: str, seed: int = 0
         g = torch.Generator().manual_seed(10_000 + seed)
         y_train = y_train[torch.randperm(len(y_train), generator=g)]
         y_test = None
-    spec = {"dataset": ds.name, "fingerprint": ds.fingerprint, "labels": labels}
-    name = f"{ds.name}-{model_name}-s{seed}" + ("-permuted" if labels == "permuted" else "")
+    name, spec, train_spec = _trained_spec(ctx, ds, model_name, seed, labels)
     model, info, cached, key = fit_cached(
         ctx, name=name, spec=spec, model_name=model_name, in_shape=ds.in_shape,
         num_classes=ds.num_classes, x_train=ds.x_train, y_train=y_train,
         x_test=ds.x_test if y_test is not None else None, y_test=y_test,
-        train_spec=permuted_train_spec(rec.train, ctx.scale) if labels == "permuted" else rec.train,
-        seed=seed)
+        train_spec=train_spec, seed=seed)
     log.info("%s %s (train acc %.3f, test acc %s)", "loaded from cache" if cached else "trained",
              name, info["train_acc"], "n/a" if info["test_acc"] is None else f"{info['test_acc']:.3f}")
     return TrainedModel(model, model_name, ds.name, seed, labels, key, info["train_acc"],
                         info["test_acc"] if info["test_acc"] is not None else float("nan"),
                         rec.min_test_acc, cached, info.get("build_seconds") or 0.0)
+
+
+def _trained_spec(ctx: Context, ds: ImageDataset, model_name: str, seed: int,
+                  labels: str) -> tuple[str, dict, TrainSpec]:
+    rec = recipe(ds.name, model_name, ctx.scale)
+    spec = {"dataset": ds.name, "fingerprint": ds.fingerprint, "labels": labels}
+    name = f"{ds.name}-{model_name}-s{seed}" + ("-permuted" if labels == "permuted" else "")
+    train_spec = permuted_train_spec(rec.train, ctx.scale) if labels == "permuted" else rec.train
+    return name, spec, train_spec
+
+
+def trained_model_artifact(ctx: Context, ds: ImageDataset, model_name: str, seed: int = 0, *,
+                           labels: str = "true") -> tuple[str, str, dict]:
+    """(kind, name, spec) of the artifact ``trained_model`` fetches, computed without training
+    (``suite.plan``: its key, and whether the cache holds it)."""
+    name, spec, train_spec = _trained_spec(ctx, ds, model_name, seed, labels)
+    model = build_model(model_name, ds.num_classes, ds.in_shape, seed, device="cpu")
+    return "models", name, fit_spec(ctx, spec=spec, model=model, model_name=model_name,
+                                    in_shape=ds.in_shape, num_classes=ds.num_classes,
+                                    train_spec=train_spec, seed=seed)

@@ -167,6 +167,18 @@ class ArtifactCache:
                                      "(truncated or corrupted)")
         return meta
 
+    def lookup(self, kind: str, name: str, spec: Any, codec: Codec) -> tuple[str, dict | None]:
+        """(key, meta) of the artifact for ``spec``; meta is None when it is absent, not trusted
+        or due for ``rebuild`` in this run. Reads no artifact into memory and builds nothing
+        (``suite.plan``: what is cached)."""
+        folder = self.folder(kind, name, spec)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CorruptArtifactWarning)   # fetch warns when it rebuilds
+            meta = self._valid(folder, codec, spec)
+        if meta is not None and self.rebuild and meta.get("run") != self.run_id:
+            meta = None
+        return folder.name.rsplit("-", 1)[1], meta
+
     def fetch(self, kind: str, name: str, spec: Any, build: Callable[[], T], codec: Codec[T],
               *, info: Callable[[T], dict] | None = None) -> Fetched[T]:
         """Load the artifact for ``spec`` or build, write and return it.

@@ -76,10 +76,12 @@ def _seeds(value: str) -> tuple[int, ...]:
 
 
 def _device(value: str) -> str:
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", value or ""):
-        raise argparse.ArgumentTypeError(
-            f"invalid --device {value!r}: choose cpu, cuda, cuda:N, mps or auto")
-    return value
+    from suite.devices import parse
+
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive_int(value: str) -> int:
@@ -105,7 +107,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "paper (published protocol sizes, meant for a GPU). Default: small")
     g.addoption("--device", dest="sb_device", type=_device, default="cpu",
                 help="torch device for training and attribution: cpu, cuda, cuda:N, mps or auto "
-                     "(cuda when available). Default: cpu")
+                     "(cuda when available); under -n N, cuda puts xdist worker i on cuda:(i mod "
+                     "GPUs) and a list cuda:0,cuda:1 on its (i mod length)-th entry. Default: cpu")
     g.addoption("--seeds", dest="sb_seeds", type=_seeds, default=None,
                 help="retrainings per point: a count N (seeds 0..N-1) or a list 0,3,7. "
                      "Default: 1 at smoke and small scale, 5 at paper scale")
@@ -141,6 +144,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="exit 0 when every failure is a verdict (a method that did not beat the random "
                      "baseline, an accuracy bar not reached); errors (exceptions, crashes) still "
                      "fail the run. make bench uses it. Default: off")
+    from suite import executor    # --executor, --ray-*, --plan (suite.executor, suite.plan)
+
+    executor.addoption(g)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -162,6 +168,24 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "saliencybench-xdist")
     config.stash[_STATE] = State(run_id=run_id)
+    _worker_device(config)
+    from suite.executor import Hooks
+
+    config.pluginmanager.register(Hooks(config, context_from_config), "saliencybench-executor")
+
+
+def _worker_device(config: pytest.Config) -> None:
+    """A device per xdist worker (suite.devices): cuda -> cuda:(i mod GPUs), a list round robin."""
+    from suite.devices import listed, worker_device, worker_index
+
+    option = config.getoption("sb_device")
+    if option == "cuda" or len(listed(option)) > 1:
+        import torch
+
+        wid = getattr(config, "workerinput", {}).get("workerid")
+        if wid is None and (config.getoption("numprocesses", None) or 0):
+            return       # the xdist controller: the workers map the option they are handed
+        config.option.sb_device = worker_device(option, worker_index(wid), torch.cuda.device_count())
 
 
 def _check_options(config: pytest.Config) -> None:
@@ -175,7 +199,19 @@ def _check_options(config: pytest.Config) -> None:
         except (OSError, ValueError) as err:
             raise pytest.UsageError(f"--compare {compare}: {err}") from None
     device = config.getoption("sb_device")
-    if device != "cpu":
+    from suite import executor
+
+    executor.check_options(config)
+    if "," in device:
+        import torch
+
+        from suite.devices import worker_device
+
+        try:
+            worker_device(device, 0, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from None
+    elif device != "cpu":
         import torch
 
         if device == "auto":
@@ -517,6 +553,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         "score": None, "higher_is_better": None, "baseline": None, "beats_baseline": None,
         "curves": [], "details": {"expectation": case["expectation"]} if case.get("expectation") else {}})
     rec["duration_s"] = round(rec["duration_s"] + report.duration, 3)
+    if "saliencybench.device" in props:       # the case's process's device (suite.devices)
+        rec["device"] = props["saliencybench.device"]
     if UNAVAILABLE_KEY in props:
         state.skipped_datasets[case["dataset"]] = props[UNAVAILABLE_KEY]
     data = props.get(RECORD_KEY)

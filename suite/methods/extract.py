@@ -186,6 +186,27 @@ def extract_cached(cache, *, model_key: str, model: nn.Module, model_name: str, 
     """
     from suite.cache import NPZ
 
+    name, key = attribution_artifact(model_key=model_key, model_name=model_name,
+                                     method_name=method_name, x=x, split=split, labels=labels,
+                                     masks=masks, target=target, seed=seed, params=params)
+
+    def build() -> dict[str, np.ndarray]:
+        return {"attributions": extract(model, model_name, method_name, x, labels=labels,
+                                        masks=masks, target=target, batch_size=batch_size,
+                                        device=device, seed=seed, params=params,
+                                        progress=progress)}
+
+    fetched = cache.fetch("attributions", name, key, build, codec=NPZ,
+                          info=lambda v: {"shape": list(v["attributions"].shape)})
+    return fetched.value["attributions"], fetched.from_cache
+
+
+def attribution_artifact(*, model_key: str, model_name: str, method_name: str, x: torch.Tensor,
+                         split: str, labels: torch.Tensor | None = None,
+                         masks: torch.Tensor | None = None, target: str = "predicted",
+                         seed: int = 0, params: dict[str, Any] | None = None) -> tuple[str, dict]:
+    """(name, spec) of the "attributions" artifact ``extract_cached`` fetches, computed without
+    extracting (``suite.plan``)."""
     spec = get(method_name)
     compute = spec.same_as or method_name
     full = resolve_params(method_name, model_name, params, seed)
@@ -198,16 +219,7 @@ def extract_cached(cache, *, model_key: str, model: nn.Module, model_name: str, 
         key["labels"] = fingerprint(labels)
     if spec.needs_mask and masks is not None:
         key["masks"] = fingerprint(masks)
-
-    def build() -> dict[str, np.ndarray]:
-        return {"attributions": extract(model, model_name, method_name, x, labels=labels,
-                                        masks=masks, target=target, batch_size=batch_size,
-                                        device=device, seed=seed, params=params,
-                                        progress=progress)}
-
-    fetched = cache.fetch("attributions", f"{model_name}-{compute}-{split}", key, build, codec=NPZ,
-                          info=lambda v: {"shape": list(v["attributions"].shape)})
-    return fetched.value["attributions"], fetched.from_cache
+    return f"{model_name}-{compute}-{split}", key
 
 
 def split_attributions(ctx, ds, trained, method: str, split: str) -> np.ndarray:
