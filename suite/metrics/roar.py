@@ -82,7 +82,7 @@ _SMOKE_METHODS = ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp"
 #: and 28 s per small ROAR case on digits (one core), about 1.5 minutes of the bench's budget,
 #: and lost to random there (sgsq_gbp 0.962 vs random 0.907, lower is better).
 _SMALL_METHODS = ("random", "sobel", "gradient", "intgrad", "smoothgrad", "sgsquared", "vargrad",
-                  "guidedbp", "gradcam")
+                  "guidedbp", "gradcam", "oracle")   # oracle: needs masks, so shapes only
 
 ROAR = register_metric(MetricSpec(
     "roar", description="RemOve And Retrain: accuracy of a model retrained on images whose most "
