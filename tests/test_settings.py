@@ -135,6 +135,8 @@ def test_small_scale_includes_the_on_disk_datasets_and_shapes_in_roar():
     assert {m for d, m in runs if d == "shapes"} == {"random", "oracle", "vargrad"}
     assert {m for d, m in runs if d == "cifar10"} == {"random", "gradient", "vargrad"}
     assert {m for d, m in runs if d == "digits"} >= {"random", "gradient", "intgrad", "vargrad"}
+    kar = {(c.dataset, c.method) for c in cases_for("kar", "small") if not skip_reason(c)}
+    assert {m for d, m in kar if d == "shapes"} == {"random", "vargrad"}
 
 
 @pytest.fixture

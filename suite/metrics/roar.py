@@ -63,11 +63,14 @@ FRACTIONS = {"smoke": (0.1, 0.5, 0.9), "small": (0.1, 0.3, 0.5, 0.7, 0.9),
 #: a reason. shapes keeps the benchmark's own check: the oracle must beat random.
 SMOKE_ONLY = {"roar": {"shapes": ("random", "oracle")}}
 #: small scale (the default, CPU): shapes and the on-disk datasets run a method subset, the others
-#: are skipped with a reason (collection time). shapes: the oracle check and VarGrad (Hooker et
-#: al.'s estimator that beats random); real data (no masks): random, gradient (expected to lose to
-#: random) and VarGrad. Cost estimates: README, "Real datasets at small scale".
-SMALL_ONLY_METHODS = {"shapes": ("random", "oracle", "vargrad"),
-                      **{d: ("random", "gradient", "vargrad") for d in REAL_DATASETS}}
+#: are skipped with a reason (collection time). shapes: the oracle check (ROAR only: the
+#: benchmark's own check) and VarGrad (Hooker et al.'s estimator that beats random); real data (no
+#: masks): random, gradient (expected to lose to random under ROAR) and VarGrad. Cost estimates:
+#: README, "Real datasets at small scale".
+SMALL_ONLY_METHODS = {"roar": {"shapes": ("random", "oracle", "vargrad"),
+                               **{d: ("random", "gradient", "vargrad") for d in REAL_DATASETS}},
+                      "kar": {"shapes": ("random", "vargrad"),
+                              **{d: ("random", "gradient", "vargrad") for d in REAL_DATASETS}}}
 #: bump when the meaning of a retrained ROAR / KAR model changes
 ROAR_VERSION = 1
 #: absolute tolerance of the random control's monotonicity check (accuracy points), plus 2 std
@@ -307,7 +310,7 @@ def skip_reason(case) -> str | None:
     if only is not None and case.method not in only:
         return (f"{case.metric} on {case.dataset} runs only {', '.join(only)} at smoke scale "
                 "(CI time: one retraining per fraction); use --scale small or paper")
-    only = SMALL_ONLY_METHODS.get(case.dataset) if case.scale == "small" else None
+    only = SMALL_ONLY_METHODS.get(case.metric, {}).get(case.dataset) if case.scale == "small" else None
     if only is not None and case.method not in only:
         return (f"{case.metric} on {case.dataset} runs only {', '.join(only)} at small scale "
                 "(CPU time: five retrainings per method); use --scale paper for every method")
