@@ -192,6 +192,19 @@ def _layer_settings() -> list[Setting]:
     return out
 
 
+#: settings registered by users for their own metrics (``register``), by key
+USER_SETTINGS: dict[str, Setting] = {}
+
+
+def register(key: str, params: dict, field: str, *, doc: str, parse: Callable[[str], Any],
+             allowed: str) -> Setting:
+    """Make ``params[scale][field]`` (a user metric's per-scale table, as the built-in metrics'
+    ``PARAMS``) settable as ``--set key=VALUE``; ``parse`` raises ValueError on a bad value."""
+    s = _dict_setting(key, params, field, doc, allowed, parse, key.split(".")[0])
+    USER_SETTINGS[key] = s
+    return s
+
+
 def table() -> dict[str, Setting]:
     """Every setting, by key (built from the registry: call after ``load_builtins``)."""
     import importlib
@@ -225,6 +238,7 @@ def table() -> dict[str, Setting]:
                               "per case (the first N)", "an integer >= 1", _int(), "sanity"))
     out += _method_settings()
     out += _layer_settings()
+    out += list(USER_SETTINGS.values())
     keys: dict[str, Setting] = {}
     for s in out:
         if s.key in keys:

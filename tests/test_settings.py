@@ -218,3 +218,17 @@ def test_set_values_reach_the_computation_the_metadata_and_the_keys(project, cif
     case = {c["metric"]: c for c in out["cases"]}
     assert case["roar"]["details"]["retrained_now"] == 1 and case["roar"]["details"]["fractions"] == [0.3]
     assert curves_entries() > n_curves
+
+
+def test_a_user_metric_registers_its_own_setting(monkeypatch):
+    params = {"smoke": {"n_images": 4}, "small": {"n_images": 8}, "paper": {"n_images": 16}}
+    monkeypatch.setattr(settings, "USER_SETTINGS", {})
+    settings.register("toy.n_images", params, "n_images", doc="toy images", parse=int,
+                      allowed="an integer")
+    undo = settings.apply(settings.parse(["toy.n_images=3"]), "small")
+    assert params["small"]["n_images"] == 3 and params["smoke"]["n_images"] == 4
+    undo()
+    assert params["small"]["n_images"] == 8
+    with pytest.raises(settings.SettingError, match="bad value for toy.n_images.*an integer"):
+        settings.parse(["toy.n_images=x"])
+    assert "toy.n_images = 4/8/16" in settings.describe()
