@@ -38,6 +38,15 @@ class Setting:
     read: Callable[[str], Any] = dataclasses.field(repr=False)    # scale -> value in force
     write: Callable[[str, Any], None] = dataclasses.field(repr=False)
     group: str = ""                               # the metric, method or model it belongs to
+    #: scale -> a function that puts back exactly what ``write`` will change (default: write the
+    #: value ``read`` gives now)
+    save: Callable[[str], Callable[[], None]] | None = dataclasses.field(default=None, repr=False)
+
+    def snapshot(self, scale: str) -> Callable[[], None]:
+        if self.save is not None:
+            return self.save(scale)
+        old = self.read(scale)
+        return lambda: self.write(scale, old)
 
 
 # -- parsers ----------------------------------------------------------------------------------
@@ -128,6 +137,14 @@ _PERTURBATION_FIELDS = {"aopc": ("n_images", "n_steps", "r", "score", "fill"),
                         "selectivity": ("n_images", "n_steps", "r", "score")}
 
 
+def _save_entry(registry: dict, name: str) -> Callable[[str], Callable[[], None]]:
+    """A registry entry's undo: the spec object itself is put back."""
+    def save(scale: str) -> Callable[[], None]:
+        spec = registry[name]
+        return lambda: registry.__setitem__(name, spec)
+    return save
+
+
 def _method_settings() -> list[Setting]:
     """``<method>.<param>`` for every numeric parameter a registered method has at some scale."""
     from suite.registry import METHODS
@@ -155,7 +172,7 @@ def _method_settings() -> list[Setting]:
                 METHODS[name] = dataclasses.replace(spec, scale_params=tuple(sorted(
                     (s, tuple(sorted(v.items()))) for s, v in table.items())))
             out.append(Setting(f"{name}.{p}", f"method {name}: parameter {p}", allowed, parse,
-                               read, write, name))
+                               read, write, name, _save_entry(METHODS, name)))
     return out
 
 
@@ -188,7 +205,8 @@ def _layer_settings() -> list[Setting]:
             MODELS[name] = dataclasses.replace(MODELS[name], gradcam_layer=value)
         out.append(Setting(f"gradcam.layer.{name}", f"model {name}: the layer Grad-CAM (and "
                            "guided Grad-CAM, the CAM ensembles) read", f"a module of {name}",
-                           parse, lambda s, name=name: MODELS[name].gradcam_layer, write, name))
+                           parse, lambda s, name=name: MODELS[name].gradcam_layer, write, name,
+                           _save_entry(MODELS, name)))
     return out
 
 
@@ -282,14 +300,12 @@ def apply(values: dict[str, Any], scale: str) -> Callable[[], None]:
     known = table()
     undo = []
     for key, value in values.items():
-        s = known[key]
-        old = s.read(scale)
-        undo.append((s, old))
-        s.write(scale, value)
+        undo.append(known[key].snapshot(scale))
+        known[key].write(scale, value)
 
     def restore() -> None:
-        for s, old in reversed(undo):
-            s.write(scale, old)
+        for put_back in reversed(undo):
+            put_back()
     return restore
 
 

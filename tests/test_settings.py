@@ -67,10 +67,14 @@ def test_apply_writes_the_tables_the_computation_reads_and_undo_restores():
     from suite.registry import MODELS
     from suite.training import retrain_spec
 
+    from suite.registry import METHODS
+
     before = (dict(aopc.PARAMS["small"]), roar.FRACTIONS["small"], method_params("intgrad", "small"),
               MODELS["simplecnn"].gradcam_layer, retrain_spec("shapes", "simplecnn", "smoke"))
+    specs = (METHODS["intgrad"], METHODS["lrp_e100"], MODELS["simplecnn"])
     values = settings.parse(["aopc.n_images=5", "roar.fractions=0.2,0.4", "intgrad.n_steps=3",
-                             "gradcam.layer.simplecnn=features.relu2", "sanity.n_images=3"])
+                             "gradcam.layer.simplecnn=features.relu2", "sanity.n_images=3",
+                             "lrp_e100.epsilon=50"])
     undo = settings.apply(values, "small")
     try:
         assert aopc.PARAMS["small"]["n_images"] == 5 and aopc.PARAMS["smoke"]["n_images"] == 64
@@ -79,8 +83,12 @@ def test_apply_writes_the_tables_the_computation_reads_and_undo_restores():
         assert method_params("intgrad", "smoke")["n_steps"] == 8       # other scales untouched
         assert resolve_params("gradcam", "simplecnn", None, 0)["layer"] == "features.relu2"
         assert sanity.N_IMAGES["small"] == 3
+        assert method_params("lrp_e100", "small") == {"epsilon": 50.0}
+        assert method_params("lrp_e100", "paper") == {"epsilon": 100.0}
     finally:
         undo()
+    assert (METHODS["intgrad"], METHODS["lrp_e100"], MODELS["simplecnn"]) == specs   # the same specs
+    assert METHODS["lrp_e100"] is specs[1]
     assert (dict(aopc.PARAMS["small"]), roar.FRACTIONS["small"], method_params("intgrad", "small"),
             MODELS["simplecnn"].gradcam_layer) == before[:4]
     # roar.epochs at smoke: every dataset (shapes' own 6 included), then the table as it was
