@@ -140,6 +140,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "thread count (float reduction order), so it is fixed and part of the "
                      "model's cache key; use -n for parallelism. numba's threads are split between "
                      "xdist workers. Default: 1")
+    g.addoption("--set", dest="sb_set", action="append", default=None, metavar="KEY=VALUE",
+                help="a protocol setting, e.g. --set aopc.n_images=1000 --set roar.fractions=0.1,0.5,0.9 "
+                     "(repeatable; python -m suite.metrics lists the keys and their defaults; "
+                     "suite.settings). Default: none")
     g.addoption("--allow-verdicts", dest="sb_allow_verdicts", action="store_true", default=False,
                 help="exit 0 when every failure is a verdict (a method that did not beat the random "
                      "baseline, an accuracy bar not reached); errors (exceptions, crashes) still "
@@ -164,6 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
             checkpoints.validate(config.getoption("sb_checkpoint"))
         except ValueError as err:
             raise pytest.UsageError(str(err)) from None
+    _apply_settings(config)   # every process: each worker parses the same options
     _set_threads(config, int(workerinput.get("workercount", 1)) if workerinput else 1)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "saliencybench-xdist")
@@ -186,6 +191,38 @@ def _worker_device(config: pytest.Config) -> None:
         if wid is None and (config.getoption("numprocesses", None) or 0):
             return       # the xdist controller: the workers map the option they are handed
         config.option.sb_device = worker_device(option, worker_index(wid), torch.cuda.device_count())
+
+
+_SETTINGS = pytest.StashKey[tuple]()   # (parsed --set values, their undo)
+
+
+def _apply_settings(config: pytest.Config) -> None:
+    """``--set KEY=VALUE``: parsed (a usage error naming the allowed keys or values) and written
+    into the tables the computation reads, at the run's scale (``suite.settings``)."""
+    given = config.getoption("sb_set", None)
+    if not given:
+        return
+    from suite import settings
+
+    try:
+        values = settings.parse(given)
+    except settings.SettingError as err:
+        raise pytest.UsageError(str(err)) from None
+    config.stash[_SETTINGS] = (values, settings.apply(values, config.getoption("sb_scale")))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    values_undo = config.stash.get(_SETTINGS, None)
+    if values_undo is not None:
+        values_undo[1]()        # in-process runs (pytester) leave the tables as they found them
+
+
+def run_settings(config: pytest.Config) -> dict:
+    """The run's ``--set`` values (JSON-safe), for results.json's run metadata."""
+    from suite.settings import jsonable
+
+    values_undo = config.stash.get(_SETTINGS, None)
+    return jsonable(values_undo[0]) if values_undo is not None else {}
 
 
 def _check_options(config: pytest.Config) -> None:
@@ -636,7 +673,7 @@ def build_results(config: pytest.Config) -> dict:
                     "git": _git(Path(config.rootpath)), "skipped_datasets": skipped,
                     "duration_s": round(time.time() - state.t0, 2),
                     "cache_dir": str(ctx.cache_dir), "threads": config.getoption("sb_threads"),
-                    "errors": len(state.errors)},
+                    "errors": len(state.errors), "settings": run_settings(config)},
             **meta,
             "agreement": families.agreement(cases, directions),
             "ranks": families.aggregate_ranks(cases, directions),

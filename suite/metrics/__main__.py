@@ -26,6 +26,11 @@ def table() -> str:
         lines += [" " * (sum(widths) + 6) + t for t in text[1:]]
     lines.append("cases: the (dataset, model[, method]) cases at each scale with every dataset "
                  "present (absent datasets are skipped at run time); select with pytest -k <id>")
+    from suite.settings import describe
+
+    lines.append("")
+    lines.append("settings (pytest --set KEY=VALUE; default " + "/".join(SCALES) + "):")
+    lines.append(describe())
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from suite.metrics import perturbation as pt
 from suite.registry import MetricSpec, register_metric
+from suite.specs import REAL_DATASETS
 
 SMOKE_METHODS = ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "lrp_e0p01", "gradcam")
 SAMEK_METHODS = ("sens_l2", "sens_linf", "deconv_l2", "deconv_linf", "lrp_e0p01", "lrp_e100")
@@ -33,7 +34,7 @@ METRIC = register_metric(MetricSpec(
     source='Samek, Binder, Montavon, Lapuschkin, Mueller 2017, IEEE TNNLS, arXiv 1509.06321',
     score="AOPC of the MoRF region-perturbation curve: the mean drop of the class score as the "
           "most relevant regions are replaced, mean over images (higher is better)",
-    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes") + REAL_DATASETS},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": SMOKE_METHODS,
              "small": ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "gradcam",

@@ -27,6 +27,7 @@ from suite.metrics import perturbation as pt
 from suite.metrics.verdict import compare_to_random
 from suite.metrics.aopc import SMOKE_METHODS
 from suite.registry import MetricSpec, register_metric
+from suite.specs import REAL_DATASETS
 
 #: left out of the CI (smoke) matrix only: at smoke their insertion AUC is within the 2% margin of
 #: random (gradcam on digits; the signed maps intgrad and lrp_e0p01 on shapes, passing with one
@@ -41,7 +42,7 @@ METRIC = register_metric(MetricSpec(
     source='Petsiuk, Das, Saenko 2018, BMVC, arXiv 1806.07421',
     score="area under the insertion curve: the class probability as the most relevant pixels "
           "are restored onto a blurred image, mean over images (higher is better)",
-    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes") + REAL_DATASETS},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": tuple(m for m in SMOKE_METHODS if m not in SMOKE_LEFT_OUT),
              "small": ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "gradcam",

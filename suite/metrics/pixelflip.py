@@ -19,6 +19,7 @@ import numpy as np
 from suite.metrics import perturbation as pt
 from suite.metrics.aopc import SMOKE_METHODS
 from suite.registry import MetricSpec, register_metric
+from suite.specs import REAL_DATASETS
 
 #: left out of the CI (smoke) matrix only, measured at smoke: they do not beat random on digits
 #: (see the report); they stay in the small matrix, where the bench reports them
@@ -31,7 +32,7 @@ METRIC = register_metric(MetricSpec(
     source='Bach, Binder, Montavon, Klauschen, Mueller, Samek 2015, PLoS ONE 10(7): e0130140',
     score="area under the class-score curve as the most relevant pixels are flipped, mean over "
           "images (lower is better)",
-    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes") + REAL_DATASETS},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": tuple(m for m in SMOKE_METHODS if m not in SMOKE_LEFT_OUT),
              "small": ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "gradcam",

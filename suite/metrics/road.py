@@ -54,6 +54,7 @@ from suite.figures import figure_rows
 from suite.methods.extract import split_attributions
 from suite.metrics.verdict import PerSeedCurves
 from suite.registry import MetricSpec, register_metric
+from suite.specs import REAL_DATASETS
 
 log = logging.getLogger("saliencybench")
 
@@ -77,7 +78,7 @@ ROAD = register_metric(MetricSpec(
     source='Rong, Leemann, Borisov, Kasneci, Kasneci 2022, ICML, arXiv 2202.00449',
     score="mean accuracy, over the fractions, of the unchanged model on test images whose most "
           "relevant pixels were imputed from their neighbours (MoRF; lower is better)",
-    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes"), "paper": None},
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes") + REAL_DATASETS, "paper": None},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",), "paper": None},
     methods={"smoke": _SMOKE_METHODS, "small": _SMOKE_METHODS + ("smoothgrad", "ixg"),
              "paper": None}))

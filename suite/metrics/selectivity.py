@@ -26,6 +26,7 @@ from kernels.perturbation import region_sums, top_region
 from suite.metrics import perturbation as pt
 from suite.metrics.aopc import SMOKE_METHODS
 from suite.registry import MetricSpec, register_metric
+from suite.specs import REAL_DATASETS
 
 METRIC = register_metric(MetricSpec(
     "selectivity", description="selectivity (Montavon et al. 2018): remove the most relevant patch, "
@@ -35,7 +36,7 @@ METRIC = register_metric(MetricSpec(
     source='Montavon, Samek, Mueller 2018, Digital Signal Processing 73, arXiv 1706.07979',
     score="area under the class-score curve as the most relevant patch is removed and the map "
           "recomputed, step by step, mean over images (lower is better)",
-    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes")},
+    datasets={"smoke": ("digits", "shapes"), "small": ("digits", "shapes") + REAL_DATASETS},
     models={"smoke": ("simplecnn",), "small": ("simplecnn",)},
     methods={"smoke": SMOKE_METHODS,
              "small": ("random", "sobel", "oracle", "gradient", "intgrad", "guidedbp", "gradcam",

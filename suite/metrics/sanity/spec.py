@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from suite.metrics.expectations import expect_failure
 from suite.registry import MetricSpec, register_metric
+from suite.specs import REAL_DATASETS
 
 _ADEBAYO = "Adebayo et al. 2018, NeurIPS, arXiv 1810.03292"
 
@@ -12,7 +13,7 @@ _ADEBAYO = "Adebayo et al. 2018, NeurIPS, arXiv 1810.03292"
 
 _SMOKE_DATA = ("digits", "shapes")
 
-_SMALL_DATA = ("digits", "shapes")
+_SMALL_DATA = ("digits", "shapes") + REAL_DATASETS
 
 _ALL_METHODS = ("gradient", "guidedbp", "gradcam", "ggcam", "intgrad", "smoothgrad", "random",
                 "sobel")
