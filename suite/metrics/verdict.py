@@ -212,14 +212,15 @@ def beats_random_check(case, verdict: Verdict, *, what: str = "") -> Check:
 
 def conclude(case, verdict: Verdict, *, curves: Sequence[dict] = (), details: dict | None = None,
              figures: Sequence[Picture] = (), what: str = "",
-             checks: Sequence[Check] = ()) -> CaseResult:
+             checks: Sequence[Check] = (), assert_beats: bool | None = None) -> CaseResult:
     """The result of a case whose method was compared with random: score, baseline and verdict
     recorded; "beats random" asserted when the method's role asks for it (``suite.roles``), then
     ``checks`` (e.g. the oracle rule). Not for the random case itself (its metric's own check)."""
     from suite import roles
 
-    asserted = [beats_random_check(case, verdict, what=what)] if roles.must_beat_random(
-        case.method) else []
+    if assert_beats is None:
+        assert_beats = roles.must_beat_random(case.method)
+    asserted = [beats_random_check(case, verdict, what=what)] if assert_beats else []
     return CaseResult(score=verdict.score, higher_is_better=verdict.higher_is_better,
                       baseline={"method": "random", "score": verdict.baseline},
                       beats_baseline=verdict.beats, curves=curves,
