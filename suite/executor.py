@@ -191,6 +191,7 @@ def _import_registrations(regs: list) -> None:
     import hashlib
     import importlib.util
 
+    from suite import registry
     from suite.matrix import load_builtins
 
     load_builtins()

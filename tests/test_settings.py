@@ -162,7 +162,10 @@ def project(pytester: pytest.Pytester, monkeypatch):
 
 
 def _run(p: pytest.Pytester, data_root, *args: str):
+    # importlib mode: under make test's xdist workers the suite's own cases/test_*.py are already
+    # imported under the same basenames
     return p.runpytest_inprocess("cases", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist",
+                                 "--import-mode=importlib",
                                  "--cache-dir", str(p.path / "cache"), "--data-root", str(data_root),
                                  "--report-dir", str(p.path / "report"), *args)
 
@@ -192,13 +195,17 @@ def test_set_values_reach_the_computation_the_metadata_and_the_keys(project, cif
     computation (fractions -> the curve's x, n_images / n_steps -> the curve's details), the run
     metadata and the cache key (the same setting retrains nothing, a changed one retrains)."""
     root = cifar_root[0]
-    sel = ("-k", "cifar10 and (roar and random or aopc and gradient)")
+    sel = ("-k", "cifar10 and random and (roar or aopc)")
     sets = ["--set", "roar.epochs=1", "--set", "aopc.n_images=2", "--set", "aopc.n_steps=3"]
     res = _run(project, root, "--co", "-q", "-k", "roar and cifar10")
     res.stdout.fnmatch_lines(["*test_roar.py::test_roar[[]cifar10-simplecnn-random[]]*"])
     res = _run(project, root, *sel, *sets, "--set", "roar.fractions=0.5")
-    res.assert_outcomes(passed=2)
+    # the random case passes its own check; gradient's verdict on 2 images is a finding either
+    # way (the paired test cannot be sure at n = 2): a pass or a verdict, never an error
     out = json.loads((project.path / "report" / "results.json").read_text())
+    outcomes = {c["metric"]: c["outcome"] for c in out["cases"]}
+    assert outcomes["roar"] == "passed" and outcomes["aopc"] in ("passed", "failed"), outcomes
+    assert out["run"]["errors"] == 0
     assert out["run"]["settings"] == {"aopc.n_images": 2, "aopc.n_steps": 3, "roar.epochs": 1,
                                       "roar.fractions": [0.5]}
     case = {c["metric"]: c for c in out["cases"]}

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from suite.metrics import perturbation as pt
+from suite.metrics.expectations import expect_failure
 from suite.registry import MetricSpec, register_metric
 from suite.specs import REAL_DATASETS
 
@@ -135,3 +136,11 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
         "note": "AOPC_method(L) - AOPC_random(L), MoRF, mean over seeds (Samek et al. 2017, Fig. 4)"}
     return pt.conclude(case, result, what=" (AOPC, MoRF)",
                        picture=f"{case.id}: image 0 after MoRF steps ({case.method} vs random)")
+
+
+#: a measured finding, not a published one (the source says so): the paired per-image verdict
+#: (suite.metrics.verdict) cannot tell this method from random at this sample size
+expect_failure("aopc", "gradcam", datasets="digits", reason="Grad-CAM's AOPC on digits (8x8 images, a 2x2 feature map) is not shown to beat random on the smoke scale's 64 images: paired difference +0.55, 95% interval [-0.22, 1.25], one-sided p 0.078",
+               source="measured by this suite, not published: FINDINGS.md, 'Verdicts the paired "
+                      "per-image test changed' (smoke scale, seed 0; passed under the old 2% "
+                      "margin rule)")

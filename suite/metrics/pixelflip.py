@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from suite.metrics import perturbation as pt
+from suite.metrics.expectations import expect_failure
 from suite.metrics.aopc import SMOKE_METHODS
 from suite.registry import MetricSpec, register_metric
 from suite.specs import REAL_DATASETS
@@ -90,3 +91,11 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
                        figure_title=f"pixel flipping ({r}x{r} groups, {g} per step, {p['fill']} fill)"))
     return pt.conclude(case, ev, what=" (pixel flipping area)",
                        picture=f"{case.id}: image 0 while flipping ({case.method} vs random)")
+
+
+#: a measured finding, not a published one (the source says so): the paired per-image verdict
+#: (suite.metrics.verdict) cannot tell this method from random at this sample size
+expect_failure("pixelflip", "guidedbp", datasets="shapes", reason="guided backprop's pixel-flipping area on shapes is within noise of random's on the smoke scale's 64 images: paired difference -0.004, 95% interval [-0.015, 0.006], one-sided p 0.23",
+               source="measured by this suite, not published: FINDINGS.md, 'Verdicts the paired "
+                      "per-image test changed' (smoke scale, seed 0; passed under the old 2% "
+                      "margin rule)")
