@@ -70,6 +70,3 @@ class CaseResult:
         """The first check that did not pass (the one the case fails with), or None."""
         return next((c for c in self.checks if not c.passed), None)
 
-
-def check(name: str, passed: bool, message: str) -> Check:
-    return Check(name, passed, message)
