@@ -69,4 +69,3 @@ class CaseResult:
     def failed(self) -> Check | None:
         """The first check that did not pass (the one the case fails with), or None."""
         return next((c for c in self.checks if not c.passed), None)
-
