@@ -19,10 +19,14 @@ oracle's ROAD check). Every other metric plans its base training only; its own r
 ``--executor ray`` (``suite.executor``) builds the uncached nodes on a Ray cluster.
 
 Estimated cost, per node, from measured unit costs: the last recorded build of the same artifact
-(same key, else same kind and name) in the cache's builds.log; otherwise measured now: a few
-training steps of the architecture on a batch of the recipe's size (seconds per image-epoch,
-times epochs and training images), and the method on 4 images of the split with an untrained
-model of the architecture (seconds per image, times images).
+(same key, else same kind and name) in the cache's builds.log; otherwise measured now. A small
+model (a training step under ``TIMED_MAX_STEP_FLOPS`` per image: the suite's own) is timed: one
+epoch of its recipe on up to 512 training images (seconds per image-epoch, times epochs and
+training images), and the method on 4 images of the split with an untrained model (seconds per
+image, times images). A heavy one (torchvision's) is not trained while planning: its cost is its
+FLOP count (``step_flops``, on meta tensors) over the device's training FLOP/s, measured once on
+``FLOP_REFERENCE``, and a method's cost on it is the passes per image the method makes on the
+cheap ``ATTR_PROXY`` times the heavy model's FLOPs. The plan prints every unit cost it used.
 """
 from __future__ import annotations
 
@@ -256,7 +260,6 @@ class _Planner:
     def model(self, ds, model: str, nodeid: str) -> Node:
         from suite.artifacts import trained_model_artifact
         from suite.cache import TORCH
-        from suite.models import build_model
 
         seed = self.ctx.seeds[0]
         kind, name, spec = trained_model_artifact(self.ctx, ds, model, seed)
@@ -265,8 +268,7 @@ class _Planner:
                     {"op": "train", "dataset": ds.name, "model": model, "seed": seed},
                     key=key, cached=meta is not None)
         if node.id not in self.plan.nodes:
-            node.params = sum(p.numel() for p in build_model(model, ds.num_classes, ds.in_shape,
-                                                             seed).parameters())
+            node.params = param_count(model, ds.num_classes, tuple(ds.in_shape))
             if not node.cached:
                 from suite.training import recipe
 
@@ -368,10 +370,23 @@ class _Planner:
             node.cost_s, node.cost_from = float(measure()), "measured"
 
     def _train_rate(self, model: str, ds, spec) -> float:
-        """Seconds per training image and epoch: one epoch of the recipe (``suite.training.train``,
-        with its evaluation) on up to 512 training images, timed."""
+        """Seconds per training image and epoch.
+
+        A model whose training step costs at most ``TIMED_MAX_STEP_FLOPS`` per image (the
+        suite's own small models) is timed: one epoch of the recipe (``suite.training.train``,
+        with its evaluation) on up to 512 training images. A heavier one (the torchvision
+        architectures) would take minutes to time on a CPU, so its cost is its FLOP count
+        (``step_flops``: forward + backward, counted on meta tensors, nothing computed) over the
+        device's measured training throughput (``_flop_rate``)."""
         k = ("train", model, ds.name, tuple(ds.in_shape), ds.num_classes, spec.batch_size)
         if k not in self._rates:
+            flops = self._flops(model, ds)
+            if flops is not None and flops[1] > TIMED_MAX_STEP_FLOPS:
+                self._rates[k] = flops[1] / self._flop_rate()
+                self.plan.unit_costs[f"train {model} on {ds.name}"] = (
+                    f"{1 / self._rates[k]:.0f} img/s ({flops[1] / 1e9:.2f} GFLOP/img "
+                    f"at {self._flop_rate() / 1e9:.1f} GFLOP/s)")
+                return self._rates[k]
             from dataclasses import replace
 
             from suite.models import build_model
@@ -390,28 +405,164 @@ class _Planner:
                 f"{1 / self._rates[k]:.0f} img/s"
         return self._rates[k]
 
-    def _attr_rate(self, ds, model: str, method: str, split: str) -> float:
-        """Seconds per image of ``method``: 4 images of the split, an untrained model."""
-        k = ("attr", model, tuple(ds.in_shape), ds.num_classes, method)
+    def _flops(self, model: str, ds) -> tuple[float, float] | None:
+        k = ("flops", model, tuple(ds.in_shape), ds.num_classes)
         if k not in self._rates:
-            from suite.methods import extract, method_params
+            try:
+                self._rates[k] = step_flops(model, ds.num_classes, tuple(ds.in_shape))
+            except Exception as err:     # a model meta tensors cannot run: timed instead
+                log.debug("plan: no FLOP count for %s: %s", model, err)
+                self._rates[k] = None
+        return self._rates[k]
+
+    def _flop_rate(self) -> float:
+        """The device's training throughput in FLOP/s: ``FLOP_REFERENCE`` (the suite's ResNet-8 on
+        3x32x32, batch 64) timed over 3 steps after a warm-up one, under the run's threads. The
+        small reference underestimates what a large model reaches on the same device, so the
+        heavy models' estimates err long."""
+        if "flop_rate" not in self._rates:
+            import torch
+            import torch.nn.functional as F
+
             from suite.models import build_model
             from suite.training import torch_threads
 
-            x, y, masks = ds.split(split)
-            net = build_model(model, ds.num_classes, ds.in_shape, 0).eval()
-            for p in net.parameters():
-                p.requires_grad_(False)
-            n = min(4, len(x))
+            name, shape, classes, batch = FLOP_REFERENCE
+            dev = self.ctx.device
+            net = build_model(name, classes, shape, 0).to(dev).train()
+            opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            g = torch.Generator().manual_seed(0)
+            x = torch.rand((batch, *shape), generator=g).to(dev)
+            y = torch.randint(0, classes, (batch,), generator=g).to(dev)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(net(x), y).backward()
+                opt.step()
+
+            with torch_threads(self.ctx.threads):
+                step()
+                _sync(dev)
+                t0 = time.perf_counter()
+                for _ in range(3):
+                    step()
+                _sync(dev)
+                secs = (time.perf_counter() - t0) / (3 * batch)
+            self._rates["flop_rate"] = step_flops(name, classes, shape)[1] / secs
+        return self._rates["flop_rate"]
+
+    def _attr_rate(self, ds, model: str, method: str, split: str) -> float:
+        """Seconds per image of ``method``: 4 images of the split with an untrained model of the
+        architecture, timed; for a heavy model (training step over ``TIMED_MAX_STEP_FLOPS``) the
+        method's passes per image are counted on a cheap proxy of the same input shape
+        (``ATTR_PROXY``, when the method applies to it) and costed by the heavy model's FLOPs."""
+        k = ("attr", model, tuple(ds.in_shape), ds.num_classes, method)
+        if k not in self._rates:
+            flops = self._flops(model, ds)
+            proxy = model
+            if flops is not None and flops[1] > TIMED_MAX_STEP_FLOPS and self._proxy_ok(method, ds):
+                proxy = ATTR_PROXY
+            secs, passes = self._time_method(ds, proxy, method, split)
+            if proxy != model:
+                fwd, step = flops
+                secs = (passes[0] * step + passes[1] * fwd) / self._flop_rate()
+                how = f" ({passes[0]:g}+{passes[1]:g} passes/img counted on {proxy})"
+            else:
+                how = ""
+            self._rates[k] = secs
+            self.plan.unit_costs[f"{method} on {model}"] = f"{1 / max(secs, 1e-9):.0f} img/s{how}"
+        return self._rates[k]
+
+    def _proxy_ok(self, method: str, ds) -> bool:
+        from suite.matrix import method_applies
+        from suite.registry import DATASETS, METHODS, MODELS
+
+        try:
+            return method_applies(METHODS[method], MODELS[ATTR_PROXY], DATASETS[ds.name]) is None
+        except KeyError:
+            return False
+
+    def _time_method(self, ds, model: str, method: str, split: str):
+        """(seconds per image, (gradient passes, forward-only passes) per image) of ``method`` on
+        4 images of ``split`` with an untrained ``model``: the passes counted by a forward hook
+        (the batch size of every forward, split by whether autograd was on)."""
+        import torch
+
+        from suite.methods import extract, method_params
+        from suite.models import build_model
+        from suite.training import torch_threads
+
+        x, y, masks = ds.split(split)
+        net = build_model(model, ds.num_classes, ds.in_shape, 0).eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        count = [0, 0]
+
+        def hook(_mod, args):
+            if args and isinstance(args[0], torch.Tensor):
+                count[0 if torch.is_grad_enabled() else 1] += int(args[0].shape[0])
+
+        handle = net.register_forward_pre_hook(hook)
+        n = min(4, len(x))
+        try:
             with torch_threads(self.ctx.threads):
                 t0 = time.perf_counter()
                 extract(net, model, method, x[:n], labels=y[:n],
                         masks=None if masks is None else masks[:n], device=self.ctx.device,
                         seed=self.ctx.seeds[0], params=method_params(method, self.ctx.scale),
                         batch_size=n)
-            self._rates[k] = (time.perf_counter() - t0) / n
-            self.plan.unit_costs[f"{method} on {model}"] = f"{1 / max(self._rates[k], 1e-9):.0f} img/s"
-        return self._rates[k]
+                secs = (time.perf_counter() - t0) / n
+        finally:
+            handle.remove()
+        return secs, (count[0] / n, count[1] / n)
+
+
+#: a model whose training step costs more FLOPs per image than this is costed from its FLOP
+#: count, not timed (the suite's small models: 2-25 MFLOP; torchvision's: 0.5 GFLOP and up)
+TIMED_MAX_STEP_FLOPS = 2e8
+#: the model timed to measure the device's training FLOP/s: (name, input shape, classes, batch)
+FLOP_REFERENCE = ("resnet8", (3, 32, 32), 10, 64)
+#: the cheap model a heavy model's attribution passes are counted on
+ATTR_PROXY = "simplecnn"
+
+
+def param_count(model: str, num_classes: int, in_shape: tuple[int, int, int]) -> int:
+    """The parameter count of ``model``, built on the meta device (nothing allocated)."""
+    import torch
+
+    from suite.matrix import load_builtins
+    from suite.registry import MODELS
+
+    load_builtins()
+    with torch.device("meta"):
+        net = MODELS[model].factory(num_classes, tuple(in_shape))
+    return sum(p.numel() for p in net.parameters())
+
+
+def step_flops(model: str, num_classes: int, in_shape: tuple[int, int, int]) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs per image of one training step of ``model``, counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` on meta tensors: no weights are allocated and
+    nothing is computed (matmuls and convolutions only, which dominate)."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from suite.matrix import load_builtins
+    from suite.registry import MODELS
+
+    load_builtins()
+    with torch.device("meta"):
+        net = MODELS[model].factory(num_classes, tuple(in_shape))
+    net.train()
+    x = torch.zeros((2, *in_shape), device="meta")
+    y = torch.zeros(2, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        out = net(x)
+        out = out[0] if isinstance(out, (tuple, list)) else getattr(out, "logits", out)
+        fwd = counter.get_total_flops()
+        F.cross_entropy(out, y).backward()
+        total = counter.get_total_flops()
+    return fwd / 2, total / 2
 
 
 def _sync(device) -> None:
