@@ -118,6 +118,9 @@ def test_insdel_deletion_verdict_is_paired_per_image_and_lower_is_better():
 def project(pytester: pytest.Pytester, monkeypatch):
     for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(var, raising=False)
+    # the optimizer's first step imports torch._dynamo lazily; imported inside an in-process run
+    # it would be dropped with that run's modules and registered twice by the next run
+    import torch._dynamo  # noqa: F401
     cases = Path(__file__).resolve().parents[1] / "cases"
     pytester.makeconftest('pytest_plugins = ["suite.plugin"]\n')
     (pytester.path / "cases").mkdir()
