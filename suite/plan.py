@@ -14,7 +14,9 @@ a shared base model) are one node: nodes are deduplicated by artifact key, or by
 recipe while the key is pending.
 
 Planned metrics: accuracy (the training), roar and kar (training, extraction, retraining; the
-oracle's ROAD check). Every other metric plans its base training only; its own result artifacts
+oracle's ROAD check). Every other metric plans its base training only (one per seed for
+``suite.artifacts.BASE_SEED_METRICS``, the perturbation metrics that train a base model per
+seed, one for the others); its own result artifacts
 (curves, sanity results) are listed as not planned. ``--plan`` prints the plan and exits;
 ``--executor ray`` (``suite.executor``) builds the uncached nodes on a Ray cluster.
 
@@ -218,6 +220,7 @@ class _Planner:
         return self._data[k]
 
     def case(self, nodeid: str, case) -> None:
+        from suite.artifacts import trains_base_per_seed
         from suite.checkpoints import is_given
         from suite.metrics import roar
         from suite.training import recipe
@@ -243,6 +246,9 @@ class _Planner:
                 self.plan.skipped[case.id + f" ({case.metric})"] = reason
                 return
             model_node = self.model(ds, case.model, nodeid)
+            if trains_base_per_seed(case.metric, case.model):   # a base model per seed
+                for s in self.ctx.seeds[1:]:
+                    self.model(ds, case.model, nodeid, seed=s)
         if case.metric in ("roar", "kar") and model_node is not None:
             mode = roar.MODES[case.metric]
             for method in dict.fromkeys([case.method, "random"]):
@@ -257,11 +263,11 @@ class _Planner:
                              for split in ("train", "test")]
                     self.road(ds, case.model, method, model_node, attrs, nodeid)
 
-    def model(self, ds, model: str, nodeid: str) -> Node:
+    def model(self, ds, model: str, nodeid: str, seed: int | None = None) -> Node:
         from suite.artifacts import trained_model_artifact
         from suite.cache import TORCH
 
-        seed = self.ctx.seeds[0]
+        seed = self.ctx.seeds[0] if seed is None else seed
         kind, name, spec = trained_model_artifact(self.ctx, ds, model, seed)
         key, meta = self.ctx.cache.lookup(kind, name, spec, TORCH)
         node = Node(f"models:{key}", kind, [name],
@@ -623,10 +629,11 @@ def build_node(ctx, task: dict) -> None:
     from suite.metrics import road, roar
 
     ds = load_for(task["dataset"], task["model"], ctx)
-    tm = trained_model(ctx, ds, task["model"], ctx.seeds[0])
     op = task["op"]
-    if op == "train":
+    if op == "train":      # a base model of any seed (BASE_SEED_METRICS train one per seed)
+        trained_model(ctx, ds, task["model"], task.get("seed", ctx.seeds[0]))
         return
+    tm = trained_model(ctx, ds, task["model"], ctx.seeds[0])
     if op == "extract":
         split_attributions(ctx, ds, tm, task["method"], task["split"])
     elif op == "retrain":

@@ -110,8 +110,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "(cuda when available); under -n N, cuda puts xdist worker i on cuda:(i mod "
                      "GPUs) and a list cuda:0,cuda:1 on its (i mod length)-th entry. Default: cpu")
     g.addoption("--seeds", dest="sb_seeds", type=_seeds, default=None,
-                help="retrainings per point: a count N (seeds 0..N-1) or a list 0,3,7. "
-                     "Default: 1 at smoke and small scale, 5 at paper scale")
+                help="a count N (seeds 0..N-1) or a list 0,3,7: the retrainings per point of "
+                     "ROAR/KAR, and one base model per seed for aopc, pixelflip, insdel, "
+                     "selectivity and road. Default: 1 at smoke and small scale, 5 at paper scale")
     g.addoption("--data-root", dest="sb_data_root", default=None,
                 help="folder holding downloaded datasets (<root>/mnist, <root>/cifar10, ...). "
                      "Default: $SALIENCYBENCH_DATA or ~/.cache/saliencybench/data")
@@ -423,7 +424,9 @@ def dataset(case: Case, sb_context, request: pytest.FixtureRequest):
 
 @pytest.fixture
 def trained(case: Case, dataset, sb_context):
-    """The case's model trained on its dataset with the first seed (from the cache when built)."""
+    """The case's model trained on its dataset with the first seed (from the cache when built); the
+    metrics of ``suite.artifacts.BASE_SEED_METRICS`` fetch the other seeds' base models themselves
+    (``suite.artifacts.base_models``)."""
     from suite.artifacts import trained_model
     from suite.checkpoints import given_model, is_given
     from suite.training import recipe

@@ -228,16 +228,46 @@ def test_summary_matrix_ranks(demo):
     table = parse(demo[3]).find("table", id="summary-matrix")
     headers = [th.text() for th in table.find("thead").iter("th", class_="mhead")]
     assert headers == ["insertion", "roar", "sanity"]  # skipped cifar10 group has no column
+    cells = lambda tr: [td for td in tr.iter("td")  # noqa: E731
+                        if "agg" not in td.attrs.get("class", "").split()]
     ranks = {tr.attrs["data-method"]: [td.find("b").text() if list(td.iter("b")) else td.text()
-                                       for td in list(tr.iter("td"))[2:]]
+                                       for td in cells(tr)[2:]]
              for tr in table.find("tbody").iter("tr")}
     assert ranks["oracle"] == ["1/6", "1/6", "·"]
     assert ranks["grad"] == ["4/6", "6/6", "1/2"]
     assert ranks["random"] == ["6/6", "5/6", "2/2"]
     order = [tr.attrs["data-method"] for tr in table.find("tbody").iter("tr")]
     assert order[0] == "oracle"  # sorted by mean rank
-    grad_roar = [td for td in table.find("tr", **{"data-method": "grad"}).iter("td")][3]
+    grad_roar = cells(table.find("tr", **{"data-method": "grad"}))[3]
     assert "c-failed" in grad_roar.attrs["class"] and "c-worse" in grad_roar.attrs["class"]
+
+
+def test_summary_matrix_shows_the_aggregate_rank_with_its_interval(tmp_path):
+    """results.json "ranks" (suite.families.aggregate_ranks): one column per dataset / model,
+    "rank [lo, hi]" per method, the interval explained in the lead; none without "ranks"."""
+    roar = [case(f"cases/t.py::test_roar[digits-simplecnn-{m}]", m, s)
+            for m, s in (("grad", 0.3), ("ig", 0.35), ("random", 0.5))]
+    results = results_of(*roar)
+    render(results, tmp_path / "plain")
+    plain = parse((tmp_path / "plain" / "index.html").read_text())
+    assert not list(plain.find("table", id="summary-matrix").iter("td", class_="agg"))
+    results["ranks"] = {"digits/simplecnn": {
+        "grad": {"rank": 1.0, "mean_rank": 1.0, "ci": [1.0, 2.0], "level": 0.95, "resamples": 1000},
+        "ig": {"rank": 2.5, "mean_rank": 2.5, "ci": [2.0, 3.0], "level": 0.95, "resamples": 1000},
+        "random": {"rank": 3.0, "mean_rank": 3.0, "ci": [3.0, 3.0], "level": 0.95,
+                   "resamples": 1000},
+        "broken": {"rank": None, "ci": [1.0, 2.0]}}}
+    render(results, tmp_path / "r")
+    doc = parse((tmp_path / "r" / "index.html").read_text())
+    table = doc.find("table", id="summary-matrix")
+    heads = [th for th in table.find("thead").iter("th") if "agg" in th.attrs.get("class", "")]
+    assert [th.attrs["data-key"] for th in heads] == ["digits/simplecnn"]
+    assert "Aggregate rank" in heads[0].text()
+    got = {tr.attrs["data-method"]: [td.text() for td in tr.iter("td", class_="agg")]
+           for tr in table.find("tbody").iter("tr")}
+    assert got == {"grad": ["1 [1, 2]"], "ig": ["2.5 [2, 3]"], "random": ["3 [3, 3]"]}
+    lead = doc.find("section", id="summary").find("p", class_="lead").text()
+    assert "95% bootstrap interval" in lead and "redrawn" in lead
 
 
 def test_text_is_escaped(demo):

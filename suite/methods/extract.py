@@ -222,13 +222,16 @@ def attribution_artifact(*, model_key: str, model_name: str, method_name: str, x
     return f"{model_name}-{compute}-{split}", key
 
 
-def split_attributions(ctx, ds, trained, method: str, split: str) -> np.ndarray:
+def split_attributions(ctx, ds, trained, method: str, split: str,
+                       seed: int | None = None) -> np.ndarray:
     """A case's cached raw maps of ``method`` for every image of ``split`` of ``ds`` (target: the
-    predicted class; the run's first seed; the method's parameters at the run's scale): the maps
-    ROAR, KAR and ROAD rank inputs by."""
+    predicted class; ``seed``, default the run's first seed; the method's parameters at the run's
+    scale): the maps ROAR, KAR and ROAD rank inputs by (ROAD with base-model seeds: seed s on the
+    model of seed s)."""
     x, y, masks = ds.split(split)
     a, _ = extract_cached(ctx.cache, model_key=trained.key, model=trained.model,
                           model_name=trained.model_name, method_name=method, x=x, split=split,
                           labels=y, masks=masks, target="predicted", device=ctx.device,
-                          seed=ctx.seeds[0], params=method_params(method, ctx.scale))
+                          seed=ctx.seeds[0] if seed is None else int(seed),
+                          params=method_params(method, ctx.scale))
     return a

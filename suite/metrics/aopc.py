@@ -109,7 +109,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
     L = min(p["n_steps"], n_regions)
     p = {**p, "r": r, "n_steps": L}
 
-    def run_seed(x, target, *, seed, masks, method):
+    def run_seed(x, target, *, seed, masks, method, trained=trained):
         imgs = x.numpy()
         a = pt.method_map(ctx, trained, case, x, masks, seed, method)
         fill = pt.make_fill(p["fill"], imgs, seed=seed, value=p.get("value", 0.0), sigma=p.get("sigma", 1.0))

@@ -7,8 +7,9 @@ each curve is summarised by the trapezoid area over the fraction of pixels in [0
 ``auc``). Deletion: lower is better; insertion: higher is better.
 
 Case score (a choice, documented and measured): the **insertion AUC**, higher is better. The
-deletion AUC is recorded for the method and random, with its own verdict (same rule) in the
-details, and both curves are drawn, but it is not the case score: on ``shapes`` the deletion curve
+deletion AUC is recorded for the method and random, with its own verdict in the details
+(``deletion_verdict``: the same paired per-image rule as the insertion verdict, lower is better,
+each image's deletion AUC; recorded, not asserted), and both curves are drawn, but it is not the case score: on ``shapes`` the deletion curve
 of the ground-truth oracle stays high (AUC 0.57 vs 0.10 for a random order, smoke scale), because
 zeroing an object's pixels leaves its silhouette (the class) as a black shape, while scattered
 zeroed pixels push the image out of distribution at once. Insertion - deletion inherits that
@@ -24,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from suite.metrics import perturbation as pt
-from suite.metrics.verdict import compare_to_random
+from suite.metrics.verdict import paired_verdict
 from suite.metrics.aopc import SMOKE_METHODS
 from suite.registry import MetricSpec, register_metric
 from suite.specs import REAL_DATASETS
@@ -74,6 +75,18 @@ def insertion_deletion(model, images: np.ndarray, attributions: np.ndarray, targ
     return ins, dele, pt.perturbed_fractions(h, w, 1, g, steps)
 
 
+def deletion_verdict(raw: dict, fractions: np.ndarray):
+    """The deletion AUC's verdict (lower is better), the same paired rule as the case's
+    insertion verdict: each image's deletion AUC (the trapezoid area of its cached deletion
+    curve over ``fractions``), method vs random on the same images, per seed; by model when the
+    seeds are base models (``raw``: ``perturbation.Evaluation.raw``)."""
+    per = {who: np.stack([pt.trapezoid_area(r.curves["del"], fractions) for r in rs])
+           for who, rs in raw["results"].items()}
+    method = next(w for w in per if w != "random")
+    return paired_verdict(per[method], per["random"], higher_is_better=False,
+                          by_model=raw["n_models"] > 1)
+
+
 def evaluate_case(case, dataset, trained, ctx, **overrides):
     """The case's ``suite.contract.CaseResult`` (``overrides``: settings over the scale's)."""
     p = {**PARAMS[ctx.scale], **overrides}
@@ -83,7 +96,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
     g = -(-(h * w) // p["n_steps"])
     frac = pt.perturbed_fractions(h, w, 1, g, -(-(h * w) // g))
 
-    def run_seed(x, target, *, seed, masks, method):
+    def run_seed(x, target, *, seed, masks, method, trained=trained):
         imgs = x.numpy()
         a = pt.method_map(ctx, trained, case, x, masks, seed, method)
         ins, dele, fr = insertion_deletion(trained.model, imgs, a, target, n_steps=p["n_steps"],
@@ -104,11 +117,8 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
                        x_label="fraction of pixels", y_label=f"class {p['score']}",
                        n_images=p["n_images"], params={**p, "pixels_per_step": g},
                        figure_title=f"deletion (zero substrate) then insertion (blur sigma {sigma:g})"))
-    per_seed = res.details["per_seed_values"]
-    if case.method in per_seed:
-        res.details["deletion_verdict"] = compare_to_random(
-            per_seed[case.method]["deletion_auc"], per_seed["random"]["deletion_auc"],
-            higher_is_better=False).as_dict()
+    if case.method != "random":
+        res.details["deletion_verdict"] = deletion_verdict(res.raw, frac).as_dict()
     return pt.conclude(case, res, what=" (insertion AUC)",
                        picture=f"{case.id}: image 0, deletion then insertion steps "
                                f"({case.method} vs random)")

@@ -246,14 +246,18 @@ class Evaluation:
     curves: list[dict]
     details: dict
     figure: Any
+    #: {"results": {method or "random": [SeedResult per seed]}, "n_models": int}: what a metric
+    #: derives a second verdict from (insdel's deletion AUC); not recorded
+    raw: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class CurveProtocol:
     """What one perturbation metric runs per seed, and how its curves are labelled.
 
-    ``run_seed(x, y_pred, seed=, masks=, method=)`` -> SeedResult, called for the case's method and
-    for ``random`` per seed. ``curve_specs``: (key in SeedResult.curves, label) pairs.
+    ``run_seed(x, y_pred, seed=, masks=, method=, trained=)`` -> SeedResult, called for the case's
+    method and for ``random`` per seed, ``trained`` the seed's base model
+    (``suite.artifacts.base_models``). ``curve_specs``: (key in SeedResult.curves, label) pairs.
     ``params`` (the metric's resolved settings) are part of the cached curves' key.
     """
 
@@ -324,54 +328,64 @@ def cached_seed(ctx, name: str, spec: dict, build: Callable[[], SeedResult]) -> 
 
 
 def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation:
-    """Evaluate ``case`` for every seed of ``ctx`` against the ``random`` control."""
+    """Evaluate ``case`` for every seed of ``ctx`` against the ``random`` control.
+
+    Per seed s: the base model of s (``suite.artifacts.base_models``: the model trained with
+    seed s, or the one given model), the maps on it and the metric's draws with seed s, and
+    ``run_seed(..., trained=<that model>)``; the predicted classes are that model's. The verdict:
+    ``verdict.paired_verdict`` over (seeds, images), by model when there are several models."""
+    from suite.artifacts import base_models
     from suite.metrics.verdict import paired_verdict
     from suite.methods import predict
 
     P = protocol
     x, _, masks, ids = first_test_images(dataset, P.n_images)
-    model = trained.model
-    target = predict(model, x.to(ctx.device)).cpu()
+    pairs = base_models(ctx, dataset, trained, case.metric)
+    n_models = len({tm.key for _, tm in pairs})
     t0 = time.perf_counter()
     res: dict[str, list[SeedResult]] = {name: [] for name in dict.fromkeys([case.method, "random"])}
     from suite.methods import method_params
 
-    for seed in ctx.seeds:
+    for seed, tm in pairs:
+        target = predict(tm.model, x.to(ctx.device)).cpu()
         for name in res:
             # cached: the random control's curves are shared by every method's case, and a
             # re-run reads every curve instead of recomputing it (--rebuild recomputes). The key
             # holds the maps' fingerprint: a method whose output changed never reads old curves
-            spec = result_spec(case.metric, CURVES_VERSION, model=trained.key, data=fingerprint(x),
-                               method=name, maps=method_map(ctx, trained, case, x, masks, seed, name),
+            spec = result_spec(case.metric, CURVES_VERSION, model=tm.key, data=fingerprint(x),
+                               method=name, maps=method_map(ctx, tm, case, x, masks, seed, name),
                                method_params=method_params(name, ctx.scale), params=P.params,
                                seed=seed)
             res[name].append(cached_seed(
                 ctx, f"{case.metric}-{case.dataset}-{case.model}-{name}", spec,
-                lambda name=name, seed=seed: P.run_seed(x, target, seed=seed, masks=masks, method=name)))
+                lambda name=name, seed=seed, tm=tm, target=target: P.run_seed(
+                    x, target, seed=seed, masks=masks, method=name, trained=tm)))
     verdict = paired_verdict(np.stack([r.per_image for r in res[case.method]]),
                              np.stack([r.per_image for r in res["random"]]),
                              higher_is_better=P.higher_is_better,
                              seed_scores=[r.score for r in res[case.method]],
-                             random_seed_scores=[r.score for r in res["random"]])
+                             random_seed_scores=[r.score for r in res["random"]],
+                             by_model=n_models > 1)
     curves = []
     for who in dict.fromkeys([case.method, "random"]):
         for key, label in P.curve_specs:
             curves.append(curve_dict(f"{who} {label}", P.x_axis, [r.curves[key] for r in res[who]],
                                      P.x_label, P.y_label))
     details = {"params": P.params, "n_images": int(len(x)), "seeds": list(ctx.seeds),
+               "n_models": n_models, "base_models": list(dict.fromkeys(tm.key for _, tm in pairs)),
                "per_seed": {who: [r.score for r in rs] for who, rs in res.items()},
                "values": {who: {k: float(np.mean([r.values[k] for r in rs])) for k in rs[0].values}
                           for who, rs in res.items()},
                "per_seed_values": {who: {k: [r.values[k] for r in rs] for k in rs[0].values}
                                    for who, rs in res.items()},
                "seconds": round(time.perf_counter() - t0, 3),
-               # each image's score (mean over the seeds' noise draws): the units of the paired
-               # verdict, and of the run's aggregate-rank interval (suite.families)
+               # each image's score (mean over the seeds: their models, or the noise draws of
+               # one model): the units of the run's aggregate-rank interval (suite.families)
                "per_image": [float(v) for v in np.mean([r.per_image for r in res[case.method]],
                                                        axis=0)]}
     fig = snapshot_figure({who: res[who][0].snapshots for who in dict.fromkeys([case.method, "random"])
                            if res[who][0].snapshots}, P.figure_title)
-    return Evaluation(verdict, curves, details, fig)
+    return Evaluation(verdict, curves, details, fig, {"results": res, "n_models": n_models})
 
 
 def snapshot_steps(n_steps: int, n_shots: int = 4) -> list[int]:

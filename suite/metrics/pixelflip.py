@@ -72,7 +72,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
     g = -(-n_regions // p["n_steps"])
     frac = pt.perturbed_fractions(h, w, r, g, -(-n_regions // g))
 
-    def run_seed(x, target, *, seed, masks, method):
+    def run_seed(x, target, *, seed, masks, method, trained=trained):
         imgs = x.numpy()
         a = pt.method_map(ctx, trained, case, x, masks, seed, method)
         fill = pt.make_fill(p["fill"], imgs, seed=seed, value=p.get("value", 0.0), sigma=p.get("sigma", 1.0))

@@ -24,7 +24,10 @@ Choices, each a named parameter:
   per-channel training mean, as in ROAR): the variant whose mask shape leaks the class, to show
   the difference.
 - Noise: the imputation noise of seed s at fraction index i is the counter-based stream
-  ``(s * 1009 + i, image index)``; with several seeds the curves are averaged over noise draws.
+  ``(s * 1009 + i, image index)``. With several seeds the case uses one base model per seed
+  (``suite.artifacts.base_models``: the model trained with seed s, its maps with seed s, the
+  noise of seed s; rows combined by ``combine_models``, verdict by model); a pretrained or
+  ``--checkpoint`` model is one network, and its curves are averaged over the seeds' noise.
 - ``retrain=True`` (``evaluate`` only, not used by the default cases): retrain the model on the
   imputed training set at each fraction (cached like ROAR's retrainings) and report that model's
   accuracy on the imputed test set: the ROAD paper's check that imputation removes the need to
@@ -330,6 +333,18 @@ def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, i
                       time.perf_counter() - t0)
 
 
+def combine_models(parts: Sequence[RoadResult]) -> RoadResult:
+    """One ``RoadResult`` of several base models' (one seed each, the same test images and
+    fractions): row s of ``accuracy`` / ``probability`` / ``per_image`` is the model of seed s;
+    ``base_accuracy`` the models' mean."""
+    first = parts[0]
+    rows = lambda what: tuple(r for p in parts for r in getattr(p, what))  # noqa: E731
+    return RoadResult(first.method, first.order, first.imputation, first.noise_std,
+                      first.fractions, rows("seeds"), rows("accuracy"), rows("probability"),
+                      float(np.mean([p.base_accuracy for p in parts])), False,
+                      sum(p.seconds for p in parts), rows("per_image"))
+
+
 # -- the case ---------------------------------------------------------------------------------
 
 def evaluate_case(case, ds, trained, ctx) -> CaseResult:
@@ -338,11 +353,21 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
     asserted as the method's role asks (``suite.roles``); the oracle must beat random on MoRF by
     ``verdict.ORACLE_RULE``; the random case checks that its MoRF and LeRF curves coincide
     within 0.1."""
+    from suite.artifacts import base_models
     from suite.metrics.verdict import conclude, oracle_check, oracle_rule_check, paired_verdict
 
-    res = {o: evaluate(ctx, ds, trained, case.method, order=o) for o in ORDERS}
-    rnd = res if case.method == "random" else {o: evaluate(ctx, ds, trained, "random", order=o)
-                                               for o in ORDERS}
+    pairs = base_models(ctx, ds, trained, "road")
+    keys = list(dict.fromkeys(tm.key for _, tm in pairs))
+    by_model = len(keys) > 1
+
+    def run(method: str, order: str) -> RoadResult:
+        if not by_model:     # one model: the seeds are noise draws of its imputation
+            return evaluate(ctx, ds, trained, method, order=order)
+        return combine_models([evaluate(ctx, ds, tm, method, order=order, seeds=(s,), maps={
+            "test": split_attributions(ctx, ds, tm, method, "test", seed=s)}) for s, tm in pairs])
+
+    res = {o: run(case.method, o) for o in ORDERS}
+    rnd = res if case.method == "random" else {o: run("random", o) for o in ORDERS}
     curves = [res[o].curve(f"{case.method} {o.upper()}") for o in ORDERS]
     if rnd is not res:
         curves += [rnd[o].curve(f"random {o.upper()}") for o in ORDERS]
@@ -354,9 +379,11 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
                "morf_prob": res["morf"].curve_mean("probability").tolist(),
                "lerf_prob": res["lerf"].curve_mean("probability").tolist(),
                "seconds": round(res["morf"].seconds + res["lerf"].seconds, 3),
+               "n_models": len(keys), "base_models": keys,
                "score_rule": "mean MoRF test accuracy over the fractions (lower is better); "
                              "LeRF recorded, not asserted",
-               # each image's MoRF accuracy over the fractions, mean over the seeds' noise draws
+               # each image's MoRF accuracy over the fractions, mean over the seeds (their base
+               # models, or the noise draws of one model)
                "per_image": [float(v) for v in np.mean(res["morf"].per_image, axis=0)]}
     # picture: the first test image, MoRF-removed at each fraction (noisy linear vs fixed fill)
     fr = res["morf"].fractions
@@ -383,10 +410,10 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
                           figures=[picture], checks=[same])
     verdict = paired_verdict(res["morf"].per_image, rnd["morf"].per_image, higher_is_better=False,
                              seed_scores=res["morf"].seed_scores(),
-                             random_seed_scores=rnd["morf"].seed_scores())
+                             random_seed_scores=rnd["morf"].seed_scores(), by_model=by_model)
     lerf_v = paired_verdict(res["lerf"].per_image, rnd["lerf"].per_image, higher_is_better=True,
                             seed_scores=res["lerf"].seed_scores(),
-                            random_seed_scores=rnd["lerf"].seed_scores())
+                            random_seed_scores=rnd["lerf"].seed_scores(), by_model=by_model)
     details["lerf_verdict"] = lerf_v.as_dict()
     checks = []
     if case.method == "oracle":   # the benchmark's own check: if this fails, ROAD is broken

@@ -145,7 +145,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
     p = {**p, "r": r, "n_steps": steps, "baseline": baseline, "accuracy": True}
     keep = tuple(pt.snapshot_steps(steps))
 
-    def run_seed(x, target, *, seed, masks, method):
+    def run_seed(x, target, *, seed, masks, method, trained=trained):
         m = None if masks is None else masks.numpy().astype(bool)
         attribute = method_attributor(method, trained.model, case.model, scale=ctx.scale, seed=seed, masks=m)
         curves, frac, shots, hits = selectivity(

@@ -2,11 +2,19 @@
 
 Metrics that do not retrain (ROAD, AOPC, pixel flipping, selectivity, insertion/deletion) score
 the method and the random control on the same images, so the verdict is **paired per image**
-(:func:`paired_verdict`): the per-image score difference method - random (each image's scores
-first averaged over the run's seeds, which vary only noise draws: the base model is the same),
-its BCa bootstrap interval (``suite.stats.paired_interval``: 10,000 resamples, seed 0, level
-0.95) and the one-sided p of "better than random". The method beats random when that p is below
+(:func:`paired_verdict`): the per-image score difference method - random, its BCa bootstrap
+interval (``suite.stats.paired_interval``: 10,000 resamples, seed 0, level 0.95) and the
+one-sided p of "better than random". The method beats random when that p is below
 ``suite.stats.ALPHA`` = 0.025, i.e. when the two-sided 95% interval lies on the better side of 0.
+**Base-model seeds**: with ``--seeds`` S > 1 these metrics train one base model per seed
+(``suite.artifacts.base_models``: seed s -> the model trained with seed s, its maps and the
+metric's noise draws with seed s); every model is scored on the same images, and the interval
+and p come from the two-way bootstrap over the S models x N images
+(``suite.stats.seeds_by_images_interval``); the case score is the mean over the models. With one
+seed (the default below paper scale) that is the paired BCa interval above, exactly. A pretrained
+or ``--checkpoint`` model is one network: its seeds vary the noise draws only, each image's
+scores are averaged over them and the paired BCa interval decides. ``details.paired.n_models``
+says how many models entered.
 ``details.paired`` holds the interval, its level and the p; within one (metric, dataset, model)
 the run's "beats random" claims are also corrected as a family (Holm, ``p_holm`` and
 ``beats_random_holm``, added when the run's results are written: the case's own pass/fail is the
@@ -122,6 +130,7 @@ def compare_to_random(scores: Sequence[float], random_scores: Sequence[float], *
 
 def _paired_json(res) -> dict:
     out = res.to_json()
+    out["n_models"] = int(res.n_models)
     out["p_two_sided"] = None if not math.isfinite(res.p_two_sided) else float(res.p_two_sided)
     if res.resamples is not None:
         out["resamples"], out["seed"] = res.resamples, res.seed
@@ -132,11 +141,16 @@ def _paired_json(res) -> dict:
 
 def paired_verdict(method: np.ndarray, random: np.ndarray, *, higher_is_better: bool,
                    seed_scores: Sequence[float] | None = None,
-                   random_seed_scores: Sequence[float] | None = None) -> Verdict:
+                   random_seed_scores: Sequence[float] | None = None,
+                   by_model: bool = False) -> Verdict:
     """The per-image paired verdict (module doc). ``method``, ``random``: per-image scores of shape
-    (seeds, images) on the same images; averaged over the seeds per image (noise draws of one
-    model), then compared image by image. ``score`` / ``baseline`` are the means of the per-seed
-    case scores (``seed_scores``; default the per-image means), as before."""
+    (seeds, images) on the same images. ``by_model=False``: the rows are noise draws of one
+    model, averaged per image, then compared image by image (``stats.paired_interval``).
+    ``by_model=True``: row s is the base model trained with seed s (``suite.artifacts.
+    base_models``), and the two-way bootstrap over models x images decides
+    (``stats.seeds_by_images_interval``; with one row it is ``paired_interval`` exactly).
+    ``score`` / ``baseline`` are the means of the per-seed case scores (``seed_scores``; default
+    the per-image means), as before."""
     from suite import stats
 
     m = np.atleast_2d(np.asarray(method, dtype=np.float64))
@@ -144,7 +158,11 @@ def paired_verdict(method: np.ndarray, random: np.ndarray, *, higher_is_better: 
     if m.shape != r.shape or m.size == 0:
         raise ValueError(f"paired_verdict: per-image scores of shapes {m.shape} and {r.shape}; "
                          "need the same (seeds, images)")
-    res = stats.paired_interval(m.mean(axis=0), r.mean(axis=0), higher_is_better=higher_is_better)
+    if by_model:
+        res = stats.seeds_by_images_interval(m, r, higher_is_better=higher_is_better)
+    else:
+        res = stats.paired_interval(m.mean(axis=0), r.mean(axis=0),
+                                    higher_is_better=higher_is_better)
     s = list(seed_scores) if seed_scores is not None else [float(v) for v in m.mean(axis=1)]
     rs = list(random_seed_scores) if random_seed_scores is not None else [
         float(v) for v in r.mean(axis=1)]

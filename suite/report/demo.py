@@ -147,6 +147,12 @@ def demo_results(out_dir: Path | None = None) -> dict:
         "agreement": {"digits/simplecnn": {"metrics": ["insertion", "roar", "sanity"],
                                            "tau": [[1.0, 0.6, None], [0.6, 1.0, -0.2],
                                                    [None, -0.2, 1.0]]}},
+        # each method's aggregate rank with its bootstrap interval (suite.families)
+        "ranks": {"digits/simplecnn": {
+            m: {"rank": float(i + 1), "mean_rank": float(i + 1),
+                "ci": [float(max(1, i)), float(min(6, i + 2))], "level": 0.95, "resamples": 1000}
+            for i, m in enumerate(("oracle", "intgrad", "smoothgrad_sq", "sobel", "random",
+                                   "grad"))}},
     }
 
 

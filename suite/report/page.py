@@ -16,6 +16,7 @@ from .compare import compare_runs
 from .plots import (Style, compact_image, group_multiples, method_styles,
                     multiples_image)
 from .records import (BASELINE_METHOD, OUTCOME_LABELS, ROLE_TEXT, Case, advantage, agreement,
+                      aggregate_ranks, fmt_rank,
                       as_score, baseline_score, case_place, cases_of, details, direction,
                       direction_text, expectation, failure_reason, fmt_duration, fmt_num,
                       fmt_signed, fold_skips, group_baseline, is_plain, group_cases,
@@ -272,6 +273,10 @@ suite.report. Per-case data: results.csv.</footer>
             f'{ {True: "↑", False: "↓"}.get(hib, "?") }</th>' for _, ds, mo, hib in columns)
         order = sorted(rows, key=lambda m: (mean_rank(rows[m]) is None,
                                             mean_rank(rows[m]) or 0.0, m))
+        agg = aggregate_ranks(self.results)
+        level = next((r["level"] for _, row in agg for r in row.values()), 0.95)
+        agg_head = "".join(f'<th rowspan="2" class="agg" data-key="{esc(k)}">Aggregate rank'
+                           f'<br>{esc(k)}</th>' for k, _ in agg)
         body = []
         for method in order:
             cells = rows[method]
@@ -300,18 +305,34 @@ suite.report. Per-case data: results.csv.</footer>
                 tds.append(f'<td class="{" ".join(cls)}" title="{esc(tip)}">'
                            f'<b>{rank}</b>{mark}<span class="adv">{esc(adv)}</span></td>')
             base_cls = ' class="is-base"' if method == BASELINE_METHOD else ""
+            aggs = []
+            for key, row in agg:
+                r = row.get(method)
+                if r is None:
+                    aggs.append(f'<td class="num agg c-none" data-key="{esc(key)}">·</td>')
+                    continue
+                aggs.append(f'<td class="num agg" data-key="{esc(key)}" title="aggregate rank '
+                            f'{fmt_rank(r["rank"])}, {r["level"]:.0%} bootstrap interval '
+                            f'[{fmt_rank(r["lo"])}, {fmt_rank(r["hi"])}] on {esc(key)}">'
+                            f'{fmt_rank(r["rank"])} [{fmt_rank(r["lo"])}, '
+                            f'{fmt_rank(r["hi"])}]</td>')
             body.append(f'<tr data-method="{esc(method)}"{base_cls}><th>{esc(method)}</th>'
                         f'<td class="num">{"—" if mr is None else f"{mr:.2f}"}</td>'
-                        f'<td class="num">{wins}</td>{"".join(tds)}</tr>')
+                        f'<td class="num">{wins}</td>{"".join(aggs)}{"".join(tds)}</tr>')
+        agg_lead = (f' Aggregate rank (one column per dataset / model, when the run recorded '
+                    f'per-image scores): the method\'s rank by its mean rank over the metrics '
+                    f'there (1 = best), and in brackets its {level:.0%} bootstrap interval: the '
+                    f'percentile interval of that rank when every metric\'s images are redrawn '
+                    f'with replacement (results.json "ranks").' if agg else "")
         return (head + '<p class="lead">Each cell: the method\'s rank within its metric, dataset '
                 'and model (1 = best, given the metric\'s direction ↑/↓), and below it the score '
                 'relative to the random baseline (+ = better than random). Green: beats random; '
                 'red: worse than random; dark green: best in the column; ✗: the case failed. '
-                'Rows are sorted by mean rank.</p>'
+                f'Rows are sorted by mean rank.{esc(agg_lead)}</p>'
                 '<div class="matrix-box" id="matrix-box"><table class="matrix" '
                 'id="summary-matrix"><thead>'
                 f'<tr><th rowspan="2">Method</th><th rowspan="2">Mean rank</th>'
-                f'<th rowspan="2">Wins</th>{h1}</tr><tr>{h2}</tr></thead>'
+                f'<th rowspan="2">Wins</th>{agg_head}{h1}</tr><tr>{h2}</tr></thead>'
                 f'<tbody>{"".join(body)}</tbody></table></div></section>')
 
     # --- styles, legend, agreement ----------------------------------------------------------

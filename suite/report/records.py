@@ -426,3 +426,38 @@ def agreement(results: dict) -> list[tuple[str, list[str], list[list[float | Non
         out.append((str(key), [str(m) for m in metrics],
                     [[as_score(x) for x in row] for row in tau]))
     return out
+
+
+def aggregate_ranks(results: dict) -> list[tuple[str, dict[str, dict[str, float]]]]:
+    """``(dataset/model, {method: {"rank", "lo", "hi", "level"}})`` of ``results["ranks"]``
+    (``suite.families.aggregate_ranks``: each method's aggregate rank over the metrics with its
+    bootstrap interval), sorted by key; entries without a finite rank and interval are left out."""
+    ranks = results.get("ranks")
+    out: list[tuple[str, dict[str, dict[str, float]]]] = []
+    if not isinstance(ranks, dict):
+        return out
+    for key in sorted(ranks):
+        v = ranks[key]
+        if not isinstance(v, dict):
+            continue
+        row = {}
+        for method, r in v.items():
+            if not isinstance(r, dict):
+                continue
+            ci = r.get("ci")
+            rank = as_score(r.get("rank"))
+            if rank is None or not isinstance(ci, (list, tuple)) or len(ci) != 2:
+                continue
+            lo, hi = as_score(ci[0]), as_score(ci[1])
+            if lo is None or hi is None:
+                continue
+            row[str(method)] = {"rank": rank, "lo": min(lo, hi), "hi": max(lo, hi),
+                                "level": as_score(r.get("level")) or 0.95}
+        if row:
+            out.append((str(key), row))
+    return out
+
+
+def fmt_rank(value: float) -> str:
+    """A rank: an integer as such, a tie's average with one decimal (``2``, ``2.5``)."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
