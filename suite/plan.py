@@ -203,7 +203,9 @@ class _Planner:
         self.estimate = estimate
         self._data: dict[tuple[str, str], Any] = {}
         self._history = _history(ctx.cache)
-        self._rates: dict[tuple, float] = {}
+        self._rates: dict[tuple, Any] = {}
+        self._ids: dict[tuple, str] = {}       # (what, ...) -> node id, for repeated lookups
+        self._fps: dict[tuple, dict] = {}      # (dataset object, split) -> its tensors' hashes
 
     # datasets and models, loaded once
     def dataset(self, dataset: str, model: str):
@@ -268,6 +270,9 @@ class _Planner:
         from suite.cache import TORCH
 
         seed = self.ctx.seeds[0] if seed is None else seed
+        memo = ("model", id(ds), model, seed)      # the key is computed once per model
+        if memo in self._ids:
+            return self.plan.add(self.plan.nodes[self._ids[memo]], nodeid)
         kind, name, spec = trained_model_artifact(self.ctx, ds, model, seed)
         key, meta = self.ctx.cache.lookup(kind, name, spec, TORCH)
         node = Node(f"models:{key}", kind, [name],
@@ -281,7 +286,9 @@ class _Planner:
                 rec = recipe(ds.name, model, self.ctx.scale).train
                 self._cost(node, lambda: rec.epochs * len(ds.x_train)
                            * self._train_rate(model, ds, rec))
-        return self.plan.add(node, nodeid)
+        node = self.plan.add(node, nodeid)
+        self._ids[memo] = node.id
+        return node
 
     def attributions(self, ds, model: str, method: str, split: str, model_node: Node,
                      nodeid: str) -> Node:
@@ -289,11 +296,15 @@ class _Planner:
         from suite.methods import method_params
         from suite.methods.extract import attribution_artifact
 
+        memo = ("attributions", id(ds), model_node.id, method, split)   # a split hashed once
+        if memo in self._ids:
+            return self.plan.add(self.plan.nodes[self._ids[memo]], nodeid)
         x, y, masks = ds.split(split)   # as suite.metrics.roar.attributions fetches them
         name, spec = attribution_artifact(model_key=model_node.key, model_name=model, method_name=method,
                                           x=x, split=split, labels=y, masks=masks,
                                           target="predicted", seed=self.ctx.seeds[0],
-                                          params=method_params(method, self.ctx.scale))
+                                          params=method_params(method, self.ctx.scale),
+                                          fingerprints=self._fps.setdefault((id(ds), split), {}))
         key, meta = self.ctx.cache.lookup("attributions", name, spec, NPZ)
         node = Node(f"attributions:{key}", "attributions", [name],
                     {"op": "extract", "dataset": ds.name, "model": model, "method": method,
@@ -301,7 +312,9 @@ class _Planner:
                     params=model_node.params)
         if node.id not in self.plan.nodes and not node.cached:
             self._cost(node, lambda: len(x) * self._attr_rate(ds, model, method, split))
-        return self.plan.add(node, nodeid)
+        node = self.plan.add(node, nodeid)
+        self._ids[memo] = node.id
+        return node
 
     def retraining(self, ds, model: str, method: str, mode: str, t: float, seed: int,
                    model_node: Node, attrs: list[Node], nodeid: str) -> Node:
@@ -458,26 +471,44 @@ class _Planner:
         return self._rates["flop_rate"]
 
     def _attr_rate(self, ds, model: str, method: str, split: str) -> float:
-        """Seconds per image of ``method``: 4 images of the split with an untrained model of the
-        architecture, timed; for a heavy model (training step over ``TIMED_MAX_STEP_FLOPS``) the
-        method's passes per image are counted on a cheap proxy of the same input shape
-        (``ATTR_PROXY``, when the method applies to it) and costed by the heavy model's FLOPs."""
+        """Seconds per image of ``method`` on ``model``: the model passes the method makes per
+        image (``_passes``: counted on one image with the cheap ``ATTR_PROXY`` of the same input
+        shape, or on the model itself where the method does not apply to the proxy), times the
+        model's FLOPs per pass (``step_flops``: a pass with gradients costs a training step's
+        forward + backward, one without a forward), over the FLOP/s the model reaches when it
+        trains (``_model_rate``). Where no FLOP count exists, 4 images are timed."""
         k = ("attr", model, tuple(ds.in_shape), ds.num_classes, method)
         if k not in self._rates:
             flops = self._flops(model, ds)
-            proxy = model
-            if flops is not None and flops[1] > TIMED_MAX_STEP_FLOPS and self._proxy_ok(method, ds):
-                proxy = ATTR_PROXY
-            secs, passes = self._time_method(ds, proxy, method, split)
-            if proxy != model:
-                fwd, step = flops
-                secs = (passes[0] * step + passes[1] * fwd) / self._flop_rate()
-                how = f" ({passes[0]:g}+{passes[1]:g} passes/img counted on {proxy})"
+            proxy = ATTR_PROXY if self._proxy_ok(method, ds) else model
+            if flops is None:
+                secs, passes = self._time_method(ds, model, method, split, n_images=4)
+                how = "timed on 4 images"
             else:
-                how = ""
+                passes = self._passes(ds, proxy, method, split)
+                fwd, step = flops
+                secs = (passes[0] * step + passes[1] * fwd) / self._model_rate(model, ds)
+                how = f"{passes[0]:g}+{passes[1]:g} passes/img counted on {proxy}"
             self._rates[k] = secs
-            self.plan.unit_costs[f"{method} on {model}"] = f"{1 / max(secs, 1e-9):.0f} img/s{how}"
+            rate = "no model pass" if secs <= 0 else f"{1 / secs:.0f} img/s"
+            self.plan.unit_costs[f"{method} on {model}"] = f"{rate} ({how})"
         return self._rates[k]
+
+    def _passes(self, ds, model: str, method: str, split: str) -> tuple[float, float]:
+        k = ("passes", model, tuple(ds.in_shape), ds.num_classes, method)
+        if k not in self._rates:
+            self._rates[k] = self._time_method(ds, model, method, split, n_images=1)[1]
+        return self._rates[k]
+
+    def _model_rate(self, model: str, ds) -> float:
+        """FLOP/s ``model`` reaches on the device: its timed training (small models), else the
+        device's measured training FLOP/s (``_flop_rate``)."""
+        from suite.training import recipe
+
+        flops = self._flops(model, ds)
+        rec = recipe(ds.name, model, self.ctx.scale).train
+        secs = self._train_rate(model, ds, rec)      # seconds per training image
+        return flops[1] / max(secs, 1e-12)
 
     def _proxy_ok(self, method: str, ds) -> bool:
         from suite.matrix import method_applies
@@ -488,10 +519,10 @@ class _Planner:
         except KeyError:
             return False
 
-    def _time_method(self, ds, model: str, method: str, split: str):
+    def _time_method(self, ds, model: str, method: str, split: str, *, n_images: int):
         """(seconds per image, (gradient passes, forward-only passes) per image) of ``method`` on
-        4 images of ``split`` with an untrained ``model``: the passes counted by a forward hook
-        (the batch size of every forward, split by whether autograd was on)."""
+        ``n_images`` images of ``split`` with an untrained ``model``: the passes counted by a
+        forward hook (the batch size of every forward, split by whether autograd was on)."""
         import torch
 
         from suite.methods import extract, method_params
@@ -509,7 +540,7 @@ class _Planner:
                 count[0 if torch.is_grad_enabled() else 1] += int(args[0].shape[0])
 
         handle = net.register_forward_pre_hook(hook)
-        n = min(4, len(x))
+        n = min(n_images, len(x))
         try:
             with torch_threads(self.ctx.threads):
                 t0 = time.perf_counter()

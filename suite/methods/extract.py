@@ -204,21 +204,31 @@ def extract_cached(cache, *, model_key: str, model: nn.Module, model_name: str, 
 def attribution_artifact(*, model_key: str, model_name: str, method_name: str, x: torch.Tensor,
                          split: str, labels: torch.Tensor | None = None,
                          masks: torch.Tensor | None = None, target: str = "predicted",
-                         seed: int = 0, params: dict[str, Any] | None = None) -> tuple[str, dict]:
+                         seed: int = 0, params: dict[str, Any] | None = None,
+                         fingerprints: dict | None = None) -> tuple[str, dict]:
     """(name, spec) of the "attributions" artifact ``extract_cached`` fetches, computed without
-    extracting (``suite.plan``)."""
+    extracting (``suite.plan``). ``fingerprints``: a dict the caller keeps for the same
+    ``x`` / ``labels`` / ``masks`` tensors (filled here on first use), so a planner hashing one
+    split for many methods hashes it once."""
+    fps = fingerprints if fingerprints is not None else {}
+
+    def fp(what: str, t):
+        if what not in fps:
+            fps[what] = fingerprint(t)
+        return fps[what]
+
     spec = get(method_name)
     compute = spec.same_as or method_name
     full = resolve_params(method_name, model_name, params, seed)
     if target not in TARGETS:
         raise ValueError(f"target {target!r}; allowed: {', '.join(TARGETS)}")
     key = {"version": METHODS_VERSION, "model": model_key, "model_name": model_name,
-           "method": compute, "params": full, "split": split, "data": fingerprint(x),
+           "method": compute, "params": full, "split": split, "data": fp("x", x),
            "target": None if spec.is_control else target}
     if target == "label" and not spec.is_control and labels is not None:
-        key["labels"] = fingerprint(labels)
+        key["labels"] = fp("labels", labels)
     if spec.needs_mask and masks is not None:
-        key["masks"] = fingerprint(masks)
+        key["masks"] = fp("masks", masks)
     return f"{model_name}-{compute}-{split}", key
 
 
