@@ -15,6 +15,9 @@ Printed side by side, per (dataset, model) with the model's small-scale recipe:
   trains: a Dataset that pads, crops and flips one image at a time, shuffled batches,
   ``loss.item()`` and accuracy read each step;
 * ``suite/floor`` (lower is better, 1.0 = no overhead) and ``loader/suite`` (the speed-up);
+* ``NHWC``: the suite's epoch in channels_last, as ``suite.artifacts.fit_cached`` trains every
+  model with a convolution (``suite.training.uses_channels_last``), and ``NCHW/NHWC`` its
+  speed-up over the NCHW epoch (the floor and the loader are NCHW);
 * the floor's achieved GFLOP/s (convolution and linear FLOPs of forward + backward, counted by
   ``torch.utils.flop_counter``) beside the machine's measured fp32 matmul GFLOP/s.
 
@@ -51,7 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from suite.models import build_model  # noqa: E402
 from suite.training import (TrainJob, _apply_augment, _epoch_draws, _optimizer,  # noqa: E402
-                            concurrency, recipe, torch_threads, train, train_many)
+                            concurrency, recipe, torch_threads, train, train_many,
+                            uses_channels_last)
 
 MODELS = ("simplecnn", "mlp", "resnet8", "camcnn", "cbamcnn", "resattn", "warn")
 DATASETS = ("digits", "shapes")
@@ -97,10 +101,10 @@ def step_flops(model, xb, yb) -> int:
 
 # -- the three sides --------------------------------------------------------------------------
 
-def suite_epochs(spec, model, x, y, device, seed=0) -> tuple[list[float], torch.nn.Module]:
+def suite_epochs(spec, model, x, y, device, seed=0, channels_last=False) -> tuple[list[float], torch.nn.Module]:
     clock = Clock(device)
     marks = [clock.now()]
-    res = train(spec, model, x, y, device=device, seed=seed,
+    res = train(spec, model, x, y, device=device, seed=seed, channels_last=channels_last,
                 progress=lambda rec: marks.append(clock.now()))
     return [clock.main(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])], res.model
 
@@ -201,7 +205,8 @@ def bench_models(args, device) -> list[dict]:
     print(f"\n== trainer vs floor vs DataLoader loop ({'CPU seconds' if device.type == 'cpu' else 'seconds'}"
           f" per epoch, best of {args.epochs} interleaved rounds; small recipes) ==")
     print(f"{'dataset':8} {'model':10} {'images':>6} {'suite':>8} {'floor':>8} {'loader':>8} "
-          f"{'suite/floor':>11} {'loader/suite':>12} {'GFLOP/s':>8} {'same':>5}")
+          f"{'suite/floor':>11} {'loader/suite':>12} {'GFLOP/s':>8} {'same':>5} {'NHWC':>8} "
+          f"{'NCHW/NHWC':>9}")
     for dsname in args.datasets:
         ds = load(dsname, Context(scale="small"))
         x, y = ds.x_train.contiguous(), ds.y_train
@@ -222,23 +227,30 @@ def bench_models(args, device) -> list[dict]:
             data = floor_batches(spec, x, y, device)
             _, f_model = floor_epochs(spec, copy.deepcopy(init), data, device)
             one = replace(spec, epochs=1)
-            s_times, f_times, l_times = [], [], []
+            s_times, f_times, l_times, c_times = [], [], [], []
+            nhwc = uses_channels_last(init)     # what the suite trains it with (fit_cached)
             for r in range(args.epochs):
                 s_times += suite_epochs(one, copy.deepcopy(init), x, y, device, seed=r)[0]
+                if nhwc:
+                    c_times += suite_epochs(one, copy.deepcopy(init), x, y, device, seed=r,
+                                            channels_last=True)[0]
                 f_times += floor_epochs(one, copy.deepcopy(init), data[r:r + 1], device)[0]
                 if not args.no_loader:
                     l_times += loader_epochs(one, copy.deepcopy(init), x, y, device, seed=r)
             l_times = l_times or [math.nan]
             flops = step_flops(init.to(device), *data[0][0]) * len(data[0])
             del data
-            s, f, lo = (min(t) for t in (s_times, f_times, l_times))   # least disturbed epoch
+            c_times = c_times or [math.nan]
+            s, f, lo, cl = (min(t) for t in (s_times, f_times, l_times, c_times))   # least disturbed
             same = same_weights(s_model, f_model)
             row = {"dataset": dsname, "model": name, "images": len(x), "suite_s": s, "floor_s": f,
                    "loader_s": lo, "suite_over_floor": s / f, "loader_over_suite": lo / s,
-                   "floor_gflops": flops / f / 1e9, "same_weights": same}
+                   "floor_gflops": flops / f / 1e9, "same_weights": same, "nhwc_s": cl,
+                   "nchw_over_nhwc": s / cl}
             rows.append(row)
             print(f"{dsname:8} {name:10} {len(x):6d} {s:8.3f} {f:8.3f} {lo:8.3f} {s / f:11.3f} "
-                  f"{lo / s:12.2f} {flops / f / 1e9:8.2f} {str(same):>5}", flush=True)
+                  f"{lo / s:12.2f} {flops / f / 1e9:8.2f} {str(same):>5} {cl:8.3f} {s / cl:9.2f}",
+                  flush=True)
     return rows
 
 

@@ -19,7 +19,7 @@ from suite.data.base import Context, ImageDataset
 from suite.models import build_model
 from suite.registry import MODELS
 from suite.specs import TrainSpec, spec_dict
-from suite.training import numerics, recipe, torch_threads, train
+from suite.training import numerics, recipe, torch_threads, train, uses_channels_last
 
 log = logging.getLogger("saliencybench")
 
@@ -61,7 +61,7 @@ def fit_spec(ctx: Context, *, spec: dict, model: nn.Module, model_name: str, in_
     arch = hashlib.sha256(repr(model).encode()).hexdigest()[:16]
     return {"spec": spec, "model": model_name, "arch": arch, "in_shape": list(in_shape),
             "num_classes": num_classes, "train": spec_dict(train_spec), "seed": seed,
-            "numerics": numerics(ctx.device, ctx.threads)}
+            "numerics": numerics(ctx.device, ctx.threads, channels_last=uses_channels_last(model))}
 
 
 def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape, num_classes: int,
@@ -80,7 +80,8 @@ def fit_cached(ctx: Context, *, name: str, spec: dict, model_name: str, in_shape
     def build() -> dict:
         with torch_threads(ctx.threads):
             res = train(train_spec, copy.deepcopy(model).to(ctx.device), x_train, y_train,
-                        x_test=x_test, y_test=y_test, device=ctx.device, seed=seed, label=name)
+                        x_test=x_test, y_test=y_test, device=ctx.device, seed=seed, label=name,
+                        channels_last=uses_channels_last(model))
         holder["acc"] = {"train_acc": res.train_acc, "test_acc": res.test_acc}
         return {k: v.detach().cpu() for k, v in res.model.state_dict().items()}
 

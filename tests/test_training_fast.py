@@ -210,6 +210,50 @@ def test_numerics_keys_of_default_training_are_unchanged():
         numerics("cpu", 1, precision="half")
 
 
+def test_channels_last_on_cpu_is_deterministic_and_within_tolerance_of_nchw():
+    # the suite trains every CNN in channels_last (suite.artifacts.fit_cached): other oneDNN
+    # kernels, so not NCHW's bits, but the same update up to float reordering (one step from the
+    # same weights: within 1 % of the largest change per tensor; measured 0.16 % at most, on the
+    # first convolution, through BatchNorm's backward), the same bits on a second run,
+    # weights stored NCHW again, and a whole training to the same accuracy within 0.06
+    x, y, xt, yt = _cuda_toy()
+    init = build_model("resnet8", 2, (3, 16, 16), seed=0)
+    one = TrainSpec(epochs=1, batch_size=512, lr=0.05, schedule="constant")
+    with torch_threads(1):
+        ref = train(one, copy.deepcopy(init), x, y, seed=0)
+        fast = train(one, copy.deepcopy(init), x, y, seed=0, channels_last=True)
+        again = train(one, copy.deepcopy(init), x, y, seed=0, channels_last=True)
+    _assert_same_model(fast.model, again.model)
+    start = init.state_dict()
+    for (k, a), b in zip(ref.model.state_dict().items(), fast.model.state_dict().values()):
+        if a.is_floating_point():
+            d_ref, d_fast = a - start[k], b - start[k]
+            err = float((d_fast - d_ref).abs().max())
+            assert err <= 0.01 * float(d_ref.abs().max()) + 1e-7, (k, err)
+    assert all(p.is_contiguous() for p in fast.model.parameters())
+    spec = TrainSpec(epochs=4, batch_size=64, lr=0.05, augment="flip_crop")
+    with torch_threads(1):
+        a = train(spec, copy.deepcopy(init), x, y, x_test=xt, y_test=yt, seed=0)
+        b = train(spec, copy.deepcopy(init), x, y, x_test=xt, y_test=yt, seed=0, channels_last=True)
+    assert a.test_acc > 0.8 and abs(a.test_acc - b.test_acc) <= 0.06
+
+
+def test_the_suite_trains_cnns_in_channels_last_and_keys_it(tmp_path):
+    from suite.artifacts import fit_spec
+    from suite.data.base import Context
+    from suite.training import uses_channels_last
+
+    assert uses_channels_last(build_model("simplecnn", 2, (1, 8, 8), seed=0))
+    assert not uses_channels_last(build_model("mlp", 2, (1, 8, 8), seed=0))
+    ctx = Context(scale="smoke", cache_dir=tmp_path, threads=1)
+    kw = dict(spec={"dataset": "toy"}, in_shape=(1, 8, 8), num_classes=2,
+              train_spec=TrainSpec(epochs=1), seed=0)
+    cnn = fit_spec(ctx, model=build_model("simplecnn", 2, (1, 8, 8), seed=0), model_name="simplecnn", **kw)
+    mlp = fit_spec(ctx, model=build_model("mlp", 2, (1, 8, 8), seed=0), model_name="mlp", **kw)
+    assert cnn["numerics"] == {"device": "cpu", "threads": 1, "channels_last": True}
+    assert mlp["numerics"] == {"device": "cpu", "threads": 1}
+
+
 # -- many at once ---------------------------------------------------------------------------------
 
 def test_train_many_gives_each_jobs_result_alone():
