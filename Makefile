@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# bench needs the core dependencies only; test adds the test extra (scikit-image, Ray), which
+# the first `make bench` of a fresh clone does not wait for
+CORE   := $(VENV)/.saliencybench-core
 STAMP  := $(VENV)/.saliencybench-installed
 ARGS   ?=
 
@@ -11,17 +14,22 @@ ARGS   ?=
 
 install: $(STAMP)
 
+$(CORE): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $(CORE)
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(CORE)
 
 # A failed case is a verdict of the benchmark (a method that did not beat random), shown in the
 # report; bench then still exits 0 (--allow-verdicts). An error (an exception, a crashed worker)
 # always fails it. STRICT=1 makes verdicts fail the command too. One process with two torch
 # threads (--threads is part of a trained model's key, so the numbers do not depend on -n; two
 # xdist workers measured slower here: most cases of a model wait on the worker that trains it).
-bench: $(STAMP)
+bench: $(CORE)
 	@$(PY) -m pytest cases/ --scale small -p no:cacheprovider --threads 2 -o log_cli=true \
 		--log-cli-level=INFO --log-cli-format='%(asctime)s %(message)s' \
 		--log-cli-date-format=%H:%M:%S -rfEs $(if $(STRICT),,--allow-verdicts) $(ARGS)
