@@ -120,6 +120,11 @@ def test_retraining_option_is_cached(tmp_path):
     r2 = road.evaluate(ctx, ds, trained, "random", **kw)
     assert r1.retrained and r1.accuracy == r2.accuracy and len(ctx.cache.builds()) == n
     assert [b["kind"] for b in ctx.cache.builds()].count("road") == 1
+    # the same fraction at another position of the list is imputed with another noise seed:
+    # another training set, so another model, not the cached one of (0.5,)
+    r3 = road.evaluate(ctx, ds, trained, "random", **{**kw, "fractions": (0.1, 0.5)})
+    assert [b["kind"] for b in ctx.cache.builds()].count("road") == 3
+    assert r3.fractions == (0.1, 0.5)
 
 
 def test_all_tie_map_removes_random_pixels_not_the_top_rows():

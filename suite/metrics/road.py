@@ -322,7 +322,10 @@ def _retrained(ctx, ds, trained, method, v_train, v_test, *, order, fractions, i
         for j, s in enumerate(seeds):
             _, info, _, _ = fit_cached(
                 ctx, name=f"{ds.name}-{trained.model_name}-{method}-{order}-{imputation}-t{t:g}-s{s}",
-                spec={**base, "fraction": t}, model_name=trained.model_name, in_shape=ds.in_shape,
+                # the imputation noise's seed is part of what the model was trained on: it
+                # follows the fraction's position and the first seed, so both enter the key
+                spec={**base, "fraction": t, "noise_seed": kw["seed"]},
+                model_name=trained.model_name, in_shape=ds.in_shape,
                 num_classes=ds.num_classes, x_train=torch.from_numpy(x_tr), y_train=ds.y_train,
                 x_test=torch.from_numpy(x_te), y_test=ds.y_test, train_spec=train_spec, seed=s,
                 kind="road")
