@@ -465,11 +465,13 @@ def looks_raster(image: Any) -> bool:
 
 
 def _code_digest() -> str:
+    """sha256 of the drawing code's source (this module and ``page.py``)."""
     import hashlib
+    from pathlib import Path
 
     h = hashlib.sha256()
     for mod in ("plots.py", "page.py"):
-        path = __import__("pathlib").Path(__file__).with_name(mod)
+        path = Path(__file__).with_name(mod)
         h.update(path.read_bytes() if path.is_file() else b"")
     return h.hexdigest()
 
@@ -498,7 +500,8 @@ class ImageCache:
         import PIL
 
         if self._salt is None:
-            self._salt = f"{RENDER_VERSION}|{matplotlib.__version__}|{PIL.__version__}|{_code_digest()}"
+            self._salt = (f"{RENDER_VERSION}|{matplotlib.__version__}|{PIL.__version__}|"
+                          f"{_code_digest()}")
         return hashlib.sha256(f"{self._salt}|{parts!r}".encode()).hexdigest()
 
     def get(self, parts: Any, draw: Any) -> tuple[str, bytes]:
