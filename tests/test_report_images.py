@@ -93,11 +93,11 @@ def test_compact_image_lossy_only_when_asked_and_smaller():
 def test_page_codes_raster_pictures_lossy_and_plots_lossless(tmp_path):
     (tmp_path / "assets").mkdir()
     photo().save(tmp_path / "assets" / "r.png")
-    photo().save(tmp_path / "assets" / "p.png")       # the same pixels, recorded as a plot
+    photo().quantize(256).save(tmp_path / "assets" / "p.png")   # a palette PNG, as png_bytes saves
     cases = [case("a", "grad", 0.1, curves=curve([1.0, 0.5, 0.2]),
-                  images=[{"title": "raster", "file": "assets/r.png", "kind": "raster"}]),
-             case("b", "intgrad", 0.2, curves=curve([1.0, 0.6, 0.3]),
-                  images=[{"title": "plot", "file": "assets/p.png", "kind": "plot"}])]
+                  images=[{"title": "raster", "file": "assets/r.png", "kind": "raster"},
+                          {"title": "plot", "file": "assets/p.png", "kind": "plot"}]),
+             case("b", "intgrad", 0.2, curves=curve([1.0, 0.6, 0.3]))]
     page = render(results_of(*cases), tmp_path).read_text()
     import re
 
@@ -111,6 +111,11 @@ def test_page_codes_raster_pictures_lossy_and_plots_lossless(tmp_path):
     curves = [base64.b64decode(d) for d in re.findall(
         r'<figure class="plot"><img src="data:image/webp;base64,([^"]+)"', page)]
     assert len(curves) == 1 and webp_kind(curves[0]) == "lossless"   # the small multiples
+
+    both = [dict(cases[0], images=cases[0]["images"][:1]),           # a stack of a raster and
+            dict(cases[1], images=cases[0]["images"][1:])]           # a plot: lossless
+    stacked = embedded(render(results_of(*both), tmp_path).read_text())
+    assert len(stacked) == 2 and [webp_kind(d) for d in stacked] == ["lossless", "lossless"]
 
 
 def test_records_without_kind_classified_by_their_pixels(tmp_path):

@@ -111,4 +111,4 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
             higher_is_better=False).as_dict()
     return pt.conclude(case, res, what=" (insertion AUC)",
                        picture=f"{case.id}: image 0, deletion then insertion steps "
-                               f"({case.method} vs random)")
+                               f"({case.method})")
