@@ -138,11 +138,13 @@ def png_bytes(fig: Figure, **savefig_kw: Any) -> bytes:
 
 
 #: WebP quality of the lossy encoding tried for raster pictures (inputs, perturbed inputs, maps;
-#: never plots): see ``compact_image``.
-RASTER_QUALITY = 80
-#: WebP lossless effort: method 4 at quality 60 is within 2% of the bytes of quality 100 on the
-#: report's pictures at a third of the time.
-WEBP_LOSSLESS = dict(lossless=True, quality=60, method=4)
+#: never plots), libwebp's default: see ``compact_image``. The pictures are for looking at; the
+#: numbers are in results.json.
+RASTER_QUALITY = 75
+#: WebP lossless effort: method 4 at quality 100; quality 60 took 40% of the time for 3.5% more
+#: bytes on the default bench page's lossless images, method 6 another 1.3% fewer bytes for 50x
+#: the time (measured on all of them).
+WEBP_LOSSLESS = dict(lossless=True, quality=100, method=4)
 
 
 def compact_image(image: Any, colors: int = 256, lossy: int | None = None) -> tuple[str, bytes]:
@@ -155,8 +157,8 @@ def compact_image(image: Any, colors: int = 256, lossy: int | None = None) -> tu
     ``lossy``: a WebP quality; the image (a raster picture: never pass it for a plot, whose lines
     and text lossy coding blurs) is also encoded lossy, from its RGB pixels, and the smaller of
     the two kept. Lossy wins on the perturbed-input pictures (smooth photographic inputs: ROAD's
-    693 x 191 picture 25 kB lossless, 17 kB at quality 80) and loses on the noise-like maps
-    mosaics (228 kB lossless, 430 kB at 80), so each keeps its better coding. A smaller palette
+    693 x 191 picture 25 kB lossless, 14 kB at quality 75) and loses on the noise-like maps
+    mosaics (228 kB lossless, 259 kB at 75), so each keeps its better coding. A smaller palette
     was tried instead and rejected: median cut to 64 colours turned the signed maps' red and blue
     grey (the mosaics mix several colour maps and photographs).
     """
