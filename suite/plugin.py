@@ -468,10 +468,13 @@ class Recorder:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._item.nodeid)[-120:]
         n = len(self.data.get("images", []))
         rel = f"assets/{stem}-{n}.png"
-        from suite.report.plots import png_bytes
+        from suite.report.plots import is_raster, png_bytes
 
         (self._out / rel).write_bytes(png_bytes(fig, dpi=80, bbox_inches="tight"))
-        self.data.setdefault("images", []).append({"title": title, "file": rel})
+        # kind: a raster picture (images, maps) or a plot; the page embeds rasters with a
+        # smaller palette (suite.report.plots.RASTER_COLORS)
+        self.data.setdefault("images", []).append(
+            {"title": title, "file": rel, "kind": "raster" if is_raster(fig) else "plot"})
         self._flush()
         return rel
 
@@ -728,7 +731,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     write_assets_manifest(out, results)
     compare_path = config.getoption("sb_compare")
     compare = load_results(compare_path) if compare_path else None
-    state.index = render(results, out, compare=compare)
+    # the page's drawn images are kept in the artifact cache, keyed by what they are drawn from
+    state.index = render(results, out, compare=compare,
+                         image_cache=cache_dir(config) / "report-images")
     state.written = {**(state.written or {}), "results": results}
 
 

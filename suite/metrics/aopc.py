@@ -135,7 +135,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
         "aopc_random": [float(v) for v in aopc_steps(mean["random MoRF"])],
         "note": "AOPC_method(L) - AOPC_random(L), MoRF, mean over seeds (Samek et al. 2017, Fig. 4)"}
     return pt.conclude(case, result, what=" (AOPC, MoRF)",
-                       picture=f"{case.id}: image 0 after MoRF steps ({case.method} vs random)")
+                       picture=f"{case.id}: image 0 after MoRF steps ({case.method})")
 
 
 #: a measured finding, not a published one (the source says so): the paired per-image verdict

@@ -121,4 +121,4 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
         res.details["deletion_verdict"] = deletion_verdict(res.raw, frac).as_dict()
     return pt.conclude(case, res, what=" (insertion AUC)",
                        picture=f"{case.id}: image 0, deletion then insertion steps "
-                               f"({case.method} vs random)")
+                               f"({case.method})")

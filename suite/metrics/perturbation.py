@@ -383,8 +383,10 @@ def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation
                # one model): the units of the run's aggregate-rank interval (suite.families)
                "per_image": [float(v) for v in np.mean([r.per_image for r in res[case.method]],
                                                        axis=0)]}
-    fig = snapshot_figure({who: res[who][0].snapshots for who in dict.fromkeys([case.method, "random"])
-                           if res[who][0].snapshots}, P.figure_title)
+    # the case's own row only: the random baseline's row was the same in every method's picture
+    # (the report stacks a group's pictures, random's among them: 15 copies of one row on the page)
+    fig = snapshot_figure({case.method: res[case.method][0].snapshots}
+                          if res[case.method][0].snapshots else {}, P.figure_title)
     return Evaluation(verdict, curves, details, fig, {"results": res, "n_models": n_models})
 
 

@@ -90,7 +90,7 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
                        n_images=p["n_images"], params={**p, "regions_per_step": g},
                        figure_title=f"pixel flipping ({r}x{r} groups, {g} per step, {p['fill']} fill)"))
     return pt.conclude(case, ev, what=" (pixel flipping area)",
-                       picture=f"{case.id}: image 0 while flipping ({case.method} vs random)")
+                       picture=f"{case.id}: image 0 while flipping ({case.method})")
 
 
 #: a measured finding, not a published one (the source says so): the paired per-image verdict

@@ -175,4 +175,4 @@ def evaluate_case(case, dataset, trained, ctx, **overrides):
               if c["label"].endswith(" accuracy")},
         "y_label": "accuracy w.r.t. the originally predicted class"}
     return pt.conclude(case, result, what=" (selectivity area)",
-                       picture=f"{case.id}: image 0 as patches are removed ({case.method} vs random)")
+                       picture=f"{case.id}: image 0 as patches are removed ({case.method})")

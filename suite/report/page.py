@@ -5,6 +5,7 @@ Named ``page`` rather than ``html`` so it never shadows the standard library's `
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import os
 import re
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .compare import compare_runs
-from .plots import (Style, compact_image, group_multiples, method_styles,
-                    multiples_image)
+from .plots import (RASTER_QUALITY, ImageCache, Style, compact_image, group_multiples,
+                    looks_raster, method_styles, multiples_image)
 from .records import (BASELINE_METHOD, OUTCOME_LABELS, ROLE_TEXT, Case, advantage, agreement,
                       aggregate_ranks, fmt_rank,
                       as_score, baseline_score, case_place, cases_of, details, direction,
@@ -41,17 +42,20 @@ def esc(value: Any) -> str:
     return html.escape(text(value), quote=True)
 
 
-def render(results: dict, out_dir: Path, compare: dict | None = None) -> Path:
+def render(results: dict, out_dir: Path, compare: dict | None = None,
+           image_cache: Path | None = None) -> Path:
     """Write ``out_dir/index.html`` and ``out_dir/results.csv``; return the index path.
 
     ``results`` is a results.json dict (schema 1). ``compare``, when given, is an earlier run's
     results dict; the page then gets a section listing what changed (see ``compare_runs``).
     Image files named by cases are read relative to ``out_dir``. Output depends only on the input.
+    ``image_cache``: a folder of drawn images to reuse (``plots.ImageCache``: keyed by a hash of
+    what each image is drawn from and of the drawing code), or ``None`` to draw everything.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = out_dir / "index.html"
-    _write_atomic(index, _Page(results, out_dir, compare).build())
+    _write_atomic(index, _Page(results, out_dir, compare, ImageCache(image_cache)).build())
     write_csv(results, out_dir / "results.csv")
     return index
 
@@ -89,8 +93,10 @@ def _data_uri(mime: str, data: bytes) -> str:
 
 
 class _Page:
-    def __init__(self, results: dict, out_dir: Path, compare: dict | None):
+    def __init__(self, results: dict, out_dir: Path, compare: dict | None,
+                 cache: ImageCache | None = None):
         self.results = results
+        self.cache = cache or ImageCache(None)
         self.run = results.get("run") if isinstance(results.get("run"), dict) else {}
         self.out_dir = out_dir
         self.compare = compare
@@ -518,7 +524,10 @@ suite.report. Per-case data: results.csv.</footer>
             plot = '<p class="note">No curves recorded for this group.</p>'
         else:
             self.drawn.add((metric, dataset, model))
-            mime, data = multiples_image(mult, self.styles)
+            used = sorted({p.method for p in mult.panels} | {d[0] for d in mult.diff})
+            mime, data = self.cache.get(
+                ("multiples", mult, [(u, self.styles.get(u)) for u in used]),
+                lambda: multiples_image(mult, self.styles))
             plot = (f'<figure class="plot"><img src="{_data_uri(mime, data)}" '
                     f'alt="{esc(title)} curves"><figcaption class="small">One panel per method '
                     'in rank order, each against the random baseline (black dashed); the first '
@@ -566,7 +575,8 @@ suite.report. Per-case data: results.csv.</footer>
 
     # --- pictures ---------------------------------------------------------------------------
     def load_picture(self, image: Any) -> tuple[str | None, str, Any]:
-        """``(problem, file, (mime, bytes) or PIL image)`` of a case's picture record."""
+        """``(problem, file, (mime, bytes) or PIL image)`` of a case's picture record; a PIL
+        image carries its file's sha256 in ``info["sha256"]`` (the image cache's key)."""
         if not isinstance(image, dict):
             return "unreadable record", "", None
         file = text(image.get("file"), "")
@@ -587,17 +597,25 @@ suite.report. Per-case data: results.csv.</footer>
             import io
 
             from PIL import Image
+
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
-                return None, file, im.copy()
+                img = im.copy()
+            img.info["sha256"] = hashlib.sha256(data).hexdigest()
+            return None, file, img
         except Exception:   # not a picture PIL reads: embed the bytes as they are
             return None, file, (mime, data)
 
-    def picture_figure(self, img: Any, title: str, sub: str, extra_cls: str = "") -> str:
+    def picture_figure(self, img: Any, title: str, sub: str, extra_cls: str = "",
+                       lossy: int | None = None, key: Any = None) -> str:
+        """``lossy``: the WebP quality to try for a raster picture (``None`` for a plot: lossless
+        only; see ``compact_image``); ``key``: what the picture is made from, for the image cache
+        (``None``: not cached)."""
         if isinstance(img, tuple):
             mime, data, width = img[0], img[1], 0
         else:
-            mime, data = compact_image(img)
+            draw = lambda: compact_image(img, lossy=lossy)  # noqa: E731
+            mime, data = draw() if key is None else self.cache.get(("picture", key, lossy), draw)
             width = img.width
         wide = width > WIDE_PICTURE
         tag = (f'<img src="{_data_uri(mime, data)}" alt="{esc(title)}"'
@@ -634,27 +652,38 @@ suite.report. Per-case data: results.csv.</footer>
                                 f'{esc(title)}<div class="small">{esc(case.get("nodeid"))}</div>'
                                 '</figcaption></figure>')
                         else:
+                            if not isinstance(img, tuple):
+                                kind = image.get("kind")
+                                img.info["raster"] = (kind == "raster" if kind in ("raster", "plot")
+                                                      else looks_raster(img))
                             stacks.setdefault(k, []).append((case, title, img))
                 for k, items in stacks.items():
                     rasters = [it for it in items if not isinstance(it[2], tuple)]
                     for case, title, img in (it for it in items if isinstance(it[2], tuple)):
                         figs.append(self.picture_figure(img, title, esc(case.get("nodeid"))))
+
+                    def lossy_of(ims: list) -> int | None:   # lossy coding for raster pictures only
+                        return RASTER_QUALITY if all(im.info.get("raster") for im in ims) else None
                     widths = [im.width for _, _, im in rasters]
                     stackable = (len(rasters) > 1 and max(widths) <= 1300
                                  and max(widths) <= 1.3 * min(widths)
                                  and all(c.get("method") is not None for c, _, _ in rasters))
                     if not stackable:
                         for case, title, img in rasters:
-                            figs.append(self.picture_figure(img, title, esc(case.get("nodeid"))))
+                            figs.append(self.picture_figure(
+                                img, title, esc(case.get("nodeid")), lossy=lossy_of([img]),
+                                key=img.info.get("sha256")))
                     else:
                         names = ", ".join(method_label(c) for c, _, _ in rasters)
                         titles = "".join(f"<li>{esc(t)}</li>" for _, t, _ in rasters)
+                        ims = [im for _, _, im in rasters]
                         figs.append(self.picture_figure(
-                            stack_images([im for _, _, im in rasters]),
+                            stack_images(ims),
                             f"{rasters[0][1]} … ({len(rasters)} cases)",
                             f"one picture per case, in the table's order: {esc(names)}"
                             f"<details><summary>titles</summary><ul>{titles}</ul></details>",
-                            " stack"))
+                            " stack", lossy=lossy_of(ims),
+                            key=("stack", [im.info.get("sha256") for im in ims])))
                 figs += missing
                 if figs:
                     parts.append(f'<h3>{esc(metric)} — {esc(ds)} / {esc(mo)}</h3>'

@@ -76,36 +76,91 @@ def _style(styles: dict[str, Style], method: str) -> Style:
     return styles.get(method) or Style("#666666", "-", "solid", "method")
 
 
+class _RGBASink:
+    """A file object for ``savefig(format="rgba")``: keeps the buffer with its shape (Agg hands
+    ``write`` a (h, w, 4) memoryview)."""
+
+    def __init__(self) -> None:
+        self.array = None
+
+    def write(self, data: Any) -> int:
+        import numpy as np
+
+        self.array = np.array(data, dtype=np.uint8, copy=True)
+        return self.array.nbytes
+
+    def seek(self, *args: Any) -> int:   # matplotlib takes an object with ``seek`` for a file
+        return 0
+
+
+def figure_rgb(fig: Figure, **savefig_kw: Any) -> Any:
+    """The figure drawn once by Agg as a PIL RGB image (``savefig_kw``: dpi, bbox_inches, ...).
+
+    Takes Agg's RGBA buffer instead of a PNG round trip (encode, then decode): the 24-bit PNG
+    encode was half of the cost of saving a maps mosaic (0.6 of 1.0 s for 3856 x 602 px).
+    """
+    from PIL import Image
+
+    sink = _RGBASink()
+    fig.savefig(sink, format="rgba", **savefig_kw)
+    arr = sink.array
+    if arr is None or arr.ndim != 3 or arr.shape[2] != 4:   # an Agg without the shape: PNG
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None},
+                    pil_kwargs={"compress_level": 0}, **savefig_kw)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            return im.convert("RGB")
+    return Image.fromarray(arr, "RGBA").convert("RGB")
+
+
+def is_raster(fig: Figure) -> bool:
+    """Whether the figure shows raster images (an ``imshow``: inputs, maps, mosaics) rather than
+    only vector marks (lines, bars, text)."""
+    return any(ax.get_images() for ax in fig.axes)
+
+
 def png_bytes(fig: Figure, **savefig_kw: Any) -> bytes:
     """The figure as a 256-colour palette PNG (no timestamp or software metadata).
 
     Plots and colour-mapped maps use few distinct colours: the palette (median cut, no dithering,
-    deterministic) keeps them visually unchanged at about a third of the bytes of a 24-bit PNG
-    (measured on the report's sanity grids and curves), which the self-contained page embeds.
+    deterministic) keeps them visually unchanged at about a third of the bytes of a 24-bit PNG.
+    zlib level 1: these are the report's asset files, which the page decodes and re-encodes
+    (WebP); ``optimize`` took 5x the time for 12% fewer bytes on a maps mosaic.
     """
     from PIL import Image
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None}, **savefig_kw)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        rgb = im.convert("RGB")
-    pal = rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    pal = figure_rgb(fig, **savefig_kw).quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                                 dither=Image.Dither.NONE)
     out = io.BytesIO()
-    pal.save(out, format="PNG", optimize=True)
+    pal.save(out, format="PNG", compress_level=1)
     return out.getvalue()
 
 
-def compact_image(image: Any, colors: int = 256) -> tuple[str, bytes]:
-    """A PIL image as the smaller of lossless WebP and palette PNG: ``(mime, bytes)``.
+#: WebP quality of the lossy encoding tried for raster pictures (inputs, perturbed inputs, maps;
+#: never plots), libwebp's default: see ``compact_image``. The pictures are for looking at; the
+#: numbers are in results.json.
+RASTER_QUALITY = 75
+#: WebP lossless effort: method 4 at quality 100; quality 60 took 40% of the time for 3.5% more
+#: bytes on the default bench page's lossless images, method 6 another 1.3% fewer bytes for 50x
+#: the time (measured on all of them).
+WEBP_LOSSLESS = dict(lossless=True, quality=100, method=4)
 
-    Lossless WebP keeps every pixel of the palette image and is about a quarter smaller than PNG
-    on the report's pictures (measured on a smoke run's maps, snapshots and curves); both
-    encoders are deterministic. Effort: method 4 at quality 100 gave 6% fewer bytes than method
-    6 at quality 80 on the maps pictures for 3x the time (0.34 s a 3664 x 602 picture); method 6
-    at quality 100 another 2% for 40x. A palette image with 256 colours is kept as it is; the report's
-    own line plots are quantized to ``colors=64`` (few colours but antialiasing: unchanged to
-    the eye, a fifth fewer bytes).
+
+def compact_image(image: Any, colors: int = 256, lossy: int | None = None) -> tuple[str, bytes]:
+    """A PIL image as WebP: ``(mime, bytes)``; deterministic (same image, same bytes).
+
+    Lossless WebP of the palette image (``colors`` colours, median cut, no dither; a palette image
+    with 256 colours is kept as it is) was smaller than palette PNG on every one of the default
+    bench page's 78 images, so PNG is no longer encoded beside it.
+
+    ``lossy``: a WebP quality; the image (a raster picture: never pass it for a plot, whose lines
+    and text lossy coding blurs) is also encoded lossy, from its RGB pixels, and the smaller of
+    the two kept. Lossy wins on the perturbed-input pictures (smooth photographic inputs: ROAD's
+    693 x 191 picture 25 kB lossless, 14 kB at quality 75) and loses on the noise-like maps
+    mosaics (228 kB lossless, 259 kB at 75), so each keeps its better coding. A smaller palette
+    was tried instead and rejected: median cut to 64 colours turned the signed maps' red and blue
+    grey (the mosaics mix several colour maps and photographs).
     """
     from PIL import Image
 
@@ -119,23 +174,18 @@ def compact_image(image: Any, colors: int = 256) -> tuple[str, bytes]:
         pal = image.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
                                             dither=Image.Dither.NONE)
     webp = io.BytesIO()
-    pal.save(webp, format="WEBP", lossless=True, quality=100, method=4)
-    png = io.BytesIO()
-    pal.save(png, format="PNG", optimize=True)
-    if len(webp.getvalue()) < len(png.getvalue()):
-        return "image/webp", webp.getvalue()
-    return "image/png", png.getvalue()
+    pal.save(webp, format="WEBP", **WEBP_LOSSLESS)
+    if lossy is not None:
+        small = io.BytesIO()
+        image.convert("RGB").save(small, format="WEBP", quality=lossy, method=4)
+        if len(small.getvalue()) < len(webp.getvalue()):
+            return "image/webp", small.getvalue()
+    return "image/webp", webp.getvalue()
 
 
 def figure_image(fig: Figure, colors: int = 64) -> tuple[str, bytes]:
     """A figure as ``(mime, bytes)``: see ``compact_image``."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return compact_image(im, colors)
+    return compact_image(figure_rgb(fig), colors)
 
 
 def _floats(values: Any) -> list[float]:
@@ -402,3 +452,89 @@ def curves_png(group: list[Case], title: str, colors: dict[str, str] | dict[str,
     styles = {k: (v if isinstance(v, Style) else Style(v, "-", "solid", "method"))
               for k, v in colors.items()}
     return multiples_image(m, styles)[1]
+
+
+# --- raster or plot, and the cache of drawn images ------------------------------------------------
+
+def looks_raster(image: Any) -> bool:
+    """For a picture whose record does not say (results.json written before ``kind``): whether
+    it is a raster picture (inputs, maps) rather than a plot. Plots are mostly white background;
+    a mosaic of images and maps is not (on the default bench's 241 pictures the similarity plots
+    are 72% white or more, every image grid 34% or less)."""
+    small = image.convert("L").resize((max(1, image.width // 4), max(1, image.height // 4)))
+    hist = small.histogram()
+    return sum(hist[250:]) < 0.65 * small.width * small.height
+
+
+def _code_digest() -> str:
+    """sha256 of the drawing code's source (this module and ``page.py``)."""
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for mod in ("plots.py", "page.py"):
+        path = Path(__file__).with_name(mod)
+        h.update(path.read_bytes() if path.is_file() else b"")
+    return h.hexdigest()
+
+
+class ImageCache:
+    """Drawn page images on disk, keyed by a hash of exactly what they are drawn from.
+
+    The key is the sha256 of: ``RENDER_VERSION``, the matplotlib and Pillow versions, the source
+    of ``plots.py`` and ``page.py`` (any change to the drawing code makes new keys), and the
+    caller's ``parts`` (the data drawn: e.g. the ``repr`` of a ``Multiples`` and the styles, or
+    the bytes' hash of the pictures stacked). A picture whose input changed has another key, so
+    it is drawn again; nothing is reused on a name or a date. ``root=None``: no cache.
+    """
+
+    def __init__(self, root: Any = None):
+        from pathlib import Path
+
+        self.root = Path(root) if root is not None else None
+        self.hits = self.misses = 0
+        self._salt = None
+
+    def key(self, parts: Any) -> str:
+        import hashlib
+
+        import matplotlib
+        import PIL
+
+        if self._salt is None:
+            self._salt = (f"{RENDER_VERSION}|{matplotlib.__version__}|{PIL.__version__}|"
+                          f"{_code_digest()}")
+        return hashlib.sha256(f"{self._salt}|{parts!r}".encode()).hexdigest()
+
+    def get(self, parts: Any, draw: Any) -> tuple[str, bytes]:
+        """``(mime, bytes)`` from the cache, else ``draw()`` (stored for the next run)."""
+        if self.root is None:
+            return draw()
+        key = self.key(parts)
+        path = self.root / key[:2] / key
+        try:
+            head, _, body = path.read_bytes().partition(b"\n")
+            if head.startswith(b"image/") and body:
+                self.hits += 1
+                return head.decode("ascii"), body
+        except OSError:
+            pass
+        self.misses += 1
+        mime, data = draw()
+        try:
+            import os
+            import tempfile
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(mime.encode("ascii") + b"\n" + data)
+            os.replace(tmp, path)
+        except OSError:      # a read-only cache still renders the page
+            pass
+        return mime, data
+
+
+#: bump when what a drawing function makes from the same input changes in a way the source
+#: digest would not show (e.g. a font or rcParams outside these files)
+RENDER_VERSION = 1

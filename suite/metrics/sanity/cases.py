@@ -39,6 +39,11 @@ def _cached(case, trained, ctx, test: str, x, y, build: Callable[[], R.SanityRes
                     params=method_params(case.method, case.scale), seed=ctx.seeds[0], extra=extra)
 
 
+#: test images of the cascading grid drawn (each a methods x layers picture); the checks use all
+#: SP.GRID_IMAGES. One picture per (dataset, model) keeps the page under 3 MB (issue 20).
+GRID_PICTURES = 1
+
+
 def conclude(case, result: R.SanityResult, x, *, grid: bool = True, details: dict | None = None,
              checks: tuple[Check, ...] = ()) -> CaseResult:
     """Score (similarity after full randomization, lower is better), verdict, curves, pictures;
@@ -51,7 +56,9 @@ def conclude(case, result: R.SanityResult, x, *, grid: bool = True, details: dic
     if grid:
         figures.append(Picture(F.plot_grid(x, result), f"{result.test} randomization grid, {what} "
                                "(rows: test images; columns: input, trained, then each step)"))
-    figures.append(Picture(F.plot_curves(result, verdict), f"similarity per {result.test} step, {what}"))
+    # no per-case similarity plot (F.plot_curves): the report draws the same curves (the case's
+    # ``curves``) as the section's small multiples and never embedded it
+
     details = dict(details or {})
     if result.per_image:
         details["paired"] = paired_change(result)
@@ -114,7 +121,7 @@ def evaluate_grid(case, dataset, trained, ctx) -> CaseResult:
     figures = [Picture(F.plot_method_grid(x[i], results, i),
                        f"cascading randomization, {case.dataset} / {case.model}, test image {i} "
                        "(rows: methods; columns: input, trained, then each layer re-initialised "
-                       "from the logits down)") for i in range(len(x))]
+                       "from the logits down)") for i in range(min(len(x), GRID_PICTURES))]
     steps = next(iter(results.values())).steps
     checks = []
     for m, r in results.items():
