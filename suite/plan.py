@@ -15,7 +15,7 @@ recipe while the key is pending.
 
 Planned metrics: accuracy (the training), roar and kar (training, extraction, retraining; the
 oracle's ROAD check). Every other metric plans its base training only (one per seed for
-``suite.artifacts.BASE_SEED_METRICS``, the perturbation metrics that train a base model per
+``suite.seeds.BASE_SEED_METRICS``, the perturbation metrics that train a base model per
 seed, one for the others); its own result artifacts
 (curves, sanity results) are listed as not planned. ``--plan`` prints the plan and exits;
 ``--executor ray`` (``suite.executor``) builds the uncached nodes on a Ray cluster.
@@ -222,7 +222,7 @@ class _Planner:
         return self._data[k]
 
     def case(self, nodeid: str, case) -> None:
-        from suite.artifacts import trains_base_per_seed
+        from suite.seeds import trains_base_per_seed
         from suite.checkpoints import is_given
         from suite.metrics import roar
         from suite.training import recipe

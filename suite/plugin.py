@@ -425,8 +425,8 @@ def dataset(case: Case, sb_context, request: pytest.FixtureRequest):
 @pytest.fixture
 def trained(case: Case, dataset, sb_context):
     """The case's model trained on its dataset with the first seed (from the cache when built); the
-    metrics of ``suite.artifacts.BASE_SEED_METRICS`` fetch the other seeds' base models themselves
-    (``suite.artifacts.base_models``)."""
+    metrics of ``suite.seeds.BASE_SEED_METRICS`` fetch the other seeds' base models themselves
+    (``suite.seeds.base_models``)."""
     from suite.artifacts import trained_model
     from suite.checkpoints import given_model, is_given
     from suite.training import recipe

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from suite import stats as S
-from suite.artifacts import BASE_SEED_METRICS, TrainedModel, base_models
+from suite.artifacts import TrainedModel
+from suite.seeds import BASE_SEED_METRICS, base_models
 from suite.data.base import Context
 from suite.metrics import perturbation as pt
 from suite.metrics.insdel import deletion_verdict

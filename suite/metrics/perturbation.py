@@ -257,7 +257,7 @@ class CurveProtocol:
 
     ``run_seed(x, y_pred, seed=, masks=, method=, trained=)`` -> SeedResult, called for the case's
     method and for ``random`` per seed, ``trained`` the seed's base model
-    (``suite.artifacts.base_models``). ``curve_specs``: (key in SeedResult.curves, label) pairs.
+    (``suite.seeds.base_models``). ``curve_specs``: (key in SeedResult.curves, label) pairs.
     ``params`` (the metric's resolved settings) are part of the cached curves' key.
     """
 
@@ -330,11 +330,11 @@ def cached_seed(ctx, name: str, spec: dict, build: Callable[[], SeedResult]) -> 
 def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation:
     """Evaluate ``case`` for every seed of ``ctx`` against the ``random`` control.
 
-    Per seed s: the base model of s (``suite.artifacts.base_models``: the model trained with
+    Per seed s: the base model of s (``suite.seeds.base_models``: the model trained with
     seed s, or the one given model), the maps on it and the metric's draws with seed s, and
     ``run_seed(..., trained=<that model>)``; the predicted classes are that model's. The verdict:
     ``verdict.paired_verdict`` over (seeds, images), by model when there are several models."""
-    from suite.artifacts import base_models
+    from suite.seeds import base_models
     from suite.metrics.verdict import paired_verdict
     from suite.methods import predict
 

@@ -25,7 +25,7 @@ Choices, each a named parameter:
   the difference.
 - Noise: the imputation noise of seed s at fraction index i is the counter-based stream
   ``(s * 1009 + i, image index)``. With several seeds the case uses one base model per seed
-  (``suite.artifacts.base_models``: the model trained with seed s, its maps with seed s, the
+  (``suite.seeds.base_models``: the model trained with seed s, its maps with seed s, the
   noise of seed s; rows combined by ``combine_models``, verdict by model); a pretrained or
   ``--checkpoint`` model is one network, and its curves are averaged over the seeds' noise.
 - ``retrain=True`` (``evaluate`` only, not used by the default cases): retrain the model on the
@@ -356,7 +356,7 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
     asserted as the method's role asks (``suite.roles``); the oracle must beat random on MoRF by
     ``verdict.ORACLE_RULE``; the random case checks that its MoRF and LeRF curves coincide
     within 0.1."""
-    from suite.artifacts import base_models
+    from suite.seeds import base_models
     from suite.metrics.verdict import conclude, oracle_check, oracle_rule_check, paired_verdict
 
     pairs = base_models(ctx, ds, trained, "road")

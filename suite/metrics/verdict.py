@@ -7,7 +7,7 @@ interval (``suite.stats.paired_interval``: 10,000 resamples, seed 0, level 0.95)
 one-sided p of "better than random". The method beats random when that p is below
 ``suite.stats.ALPHA`` = 0.025, i.e. when the two-sided 95% interval lies on the better side of 0.
 **Base-model seeds**: with ``--seeds`` S > 1 these metrics train one base model per seed
-(``suite.artifacts.base_models``: seed s -> the model trained with seed s, its maps and the
+(``suite.seeds.base_models``: seed s -> the model trained with seed s, its maps and the
 metric's noise draws with seed s); every model is scored on the same images, and the interval
 and p come from the two-way bootstrap over the S models x N images
 (``suite.stats.seeds_by_images_interval``); the case score is the mean over the models. With one
