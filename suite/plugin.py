@@ -442,9 +442,10 @@ def trained(case: Case, dataset, sb_context):
 class Recorder:
     """``record(score=..., curves=[...], ...)`` hands a case's result to the report."""
 
-    def __init__(self, item: pytest.Item, out_dir: Path):
+    def __init__(self, item: pytest.Item, out_dir: Path, pictures: Path | None = None):
         self._item = item
         self._out = out_dir
+        self._pictures = pictures        # the PNGs of keyed pictures (suite.contract.Picture)
         self.data: dict[str, Any] = {}
 
     def __call__(self, *, score: float | None = None, higher_is_better: bool | None = None,
@@ -463,6 +464,15 @@ class Recorder:
 
     def figure(self, fig, title: str) -> str:
         """Save a matplotlib Figure into the report's assets; returns its path relative to the report."""
+        from suite.contract import Picture
+
+        return self.picture(Picture(fig, title))
+
+    def picture(self, pic) -> str:
+        """Save a ``suite.contract.Picture`` into the report's assets (its path relative to the
+        report). A keyed picture whose PNG the picture cache holds is copied from there, not drawn;
+        otherwise it is drawn, saved, and (keyed) stored in the cache, written atomically. A
+        cached file that is not a readable PNG is drawn again."""
         assets = self._out / "assets"
         assets.mkdir(parents=True, exist_ok=True)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._item.nodeid)[-120:]
@@ -470,13 +480,53 @@ class Recorder:
         rel = f"assets/{stem}-{n}.png"
         from suite.report.plots import is_raster, png_bytes
 
-        (self._out / rel).write_bytes(png_bytes(fig, dpi=80, bbox_inches="tight"))
+        got = self._cached_picture(pic.key)
+        if got is None:
+            fig = pic.make()
+            png, kind = png_bytes(fig, dpi=80, bbox_inches="tight"), \
+                "raster" if is_raster(fig) else "plot"
+            self._store_picture(pic.key, png, kind)
+        else:
+            png, kind = got
+        (self._out / rel).write_bytes(png)
         # kind: a raster picture (images, maps) or a plot; the page embeds rasters with a
         # smaller palette (suite.report.plots.RASTER_COLORS)
-        self.data.setdefault("images", []).append(
-            {"title": title, "file": rel, "kind": "raster" if is_raster(fig) else "plot"})
+        self.data.setdefault("images", []).append({"title": pic.title, "file": rel, "kind": kind})
         self._flush()
         return rel
+
+    def _cached_picture(self, key: str | None) -> tuple[bytes, str] | None:
+        if key is None or self._pictures is None:
+            return None
+        for kind in ("raster", "plot"):
+            path = self._pictures / f"{key}-{kind}.png"
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            try:
+                import io
+
+                from PIL import Image
+
+                with Image.open(io.BytesIO(data)) as im:
+                    im.verify()                 # a torn or foreign file: drawn again
+                return data, kind
+            except Exception:
+                return None
+        return None
+
+    def _store_picture(self, key: str | None, png: bytes, kind: str) -> None:
+        if key is None or self._pictures is None:
+            return
+        try:
+            self._pictures.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._pictures, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(png)
+            os.replace(tmp, self._pictures / f"{key}-{kind}.png")
+        except OSError as err:           # a read-only cache: the picture is still in the report
+            log.warning("picture cache not written (%s)", err)
 
     def _flush(self) -> None:
         props = [p for p in self._item.user_properties if p[0] != RECORD_KEY]
@@ -502,7 +552,8 @@ def _jsonable(obj: Any) -> Any:
 @pytest.fixture
 def record(request: pytest.FixtureRequest) -> Recorder:
     """Hand the case's score, curves and details to the report (see ``Recorder``)."""
-    return Recorder(request.node, report_dir(request.config))
+    return Recorder(request.node, report_dir(request.config),
+                    cache_dir(request.config) / "case-pictures")
 
 
 def hand_over(record: Recorder, result) -> None:
@@ -517,7 +568,7 @@ def hand_over(record: Recorder, result) -> None:
            beats_baseline=result.beats_baseline,
            curves=[dict(c) for c in result.curves] or None, details=result.details or None)
     for pic in result.figures:
-        record.figure(pic.figure, pic.title)
+        record.picture(pic)
     if result.skip is not None:
         pytest.skip(result.skip)
     failed = result.failed

@@ -134,8 +134,9 @@ SEL = "digits and simplecnn and (gradient or random) and (aopc or insdel or road
 
 
 def _run(p: pytest.Pytester, *args: str):
-    # importlib mode: under make test's xdist workers the suite's own cases are already imported
-    return p.runpytest_inprocess("cases", "-p", "no:cacheprovider", "-p", "no:xdist",
+    # a subprocess: an in-process run drops the modules it imported (numba's lazily registered
+    # types among them) and the next import registers them twice. importlib mode: under make test's xdist workers the suite's own cases are already imported
+    return p.runpytest_subprocess("cases", "-p", "no:cacheprovider", "-p", "no:xdist",
                                  "--import-mode=importlib", "--scale", "smoke", "-k", SEL,
                                  "--cache-dir", str(p.path / "cache"), "--data-root",
                                  str(p.path / "nodata"), "--report-dir", str(p.path / "report"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numba
 import pytest
 import torch
 import torch._dynamo  # noqa: F401  (imported before pytester's in-process runs, whose sys.modules
@@ -12,6 +13,12 @@ import torchvision  # noqa: F401    restore would make torch register its C libr
 
 import suite.plugin  # noqa: F401
 import suite.report  # noqa: F401
+
+# pytester's in-process runs drop, when they end, the modules imported since the pytester fixture
+# was set up; numba imports the modules that register its types (numba.np.polynomial, ...) at its
+# first compilation, so a first compilation inside a run would register them a second time later
+# ("duplicate registration for PolynomialType"). One compilation at import imports them for good.
+numba.njit(lambda v: v + 1)(1)
 from suite import settings
 from suite.matrix import cases_for, load_builtins
 
@@ -163,7 +170,8 @@ def project(pytester: pytest.Pytester, monkeypatch):
 
 def _run(p: pytest.Pytester, data_root, *args: str):
     # importlib mode: under make test's xdist workers the suite's own cases/test_*.py are already
-    # imported under the same basenames
+    # imported under the same basenames. In process (the CIFAR-10 fixture patches torchvision's
+    # checksums in this process): see the project fixture for what must be imported first
     return p.runpytest_inprocess("cases", "-rs", "-p", "no:cacheprovider", "-p", "no:xdist",
                                  "--import-mode=importlib",
                                  "--cache-dir", str(p.path / "cache"), "--data-root", str(data_root),

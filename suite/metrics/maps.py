@@ -48,9 +48,9 @@ def evaluate_case(case, dataset, trained, ctx) -> CaseResult:
     checks.append(Check("maps", need <= set(maps), f"methods missing: {sorted(need - set(maps))}"))
     return CaseResult(
         details={"methods": sorted(maps), "not_applicable": sorted(set(METHODS) - set(maps))},
-        figures=[Picture(plot_maps(x, maps, max_images=PICTURE_IMAGES),
-                         f"attribution maps on {case.dataset} / {case.model} "
-                         "(rows: test images; columns: input, then each method)")],
+        figures=[Picture.drawn(f"attribution maps on {case.dataset} / {case.model} "
+                               "(rows: test images; columns: input, then each method)",
+                               plot_maps, x, maps, max_images=PICTURE_IMAGES)],
         checks=checks)
 
 
@@ -66,10 +66,10 @@ def evaluate_by_layer(case, dataset, trained, ctx) -> CaseResult:
     x = x[:N_IMAGES].to(ctx.device)
     target = predict(trained.model, x)
     cams = gradcam_by_layer(trained.model, case.model, x, target)
-    picture = Picture(plot_maps(x.cpu(), {k: v.cpu() for k, v in cams.items()},
-                                aggregation={k: "sum" for k in cams}, max_images=PICTURE_IMAGES),
-                      f"Grad-CAM by layer on {case.dataset} / {case.model} (rows: test images; "
-                      "columns: input, then each declared block, input to output)")
+    picture = Picture.drawn(f"Grad-CAM by layer on {case.dataset} / {case.model} (rows: test "
+                            "images; columns: input, then each declared block, input to output)",
+                            plot_maps, x.cpu(), {k: v.cpu() for k, v in cams.items()},
+                            aggregation={k: "sum" for k in cams}, max_images=PICTURE_IMAGES)
     checks = []
     for layer, cam in cams.items():
         checks.append(Check("maps", cam.shape == (len(x), 1) + tuple(x.shape[2:]),

@@ -30,6 +30,8 @@ method's role asks for: ``suite.roles``).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import time
 from dataclasses import dataclass, field
@@ -245,7 +247,7 @@ class Evaluation:
     verdict: Any
     curves: list[dict]
     details: dict
-    figure: Any
+    figure: Any                 # a suite.contract.Picture (its caption set by conclude) or a Figure
     #: {"results": {method or "random": [SeedResult per seed]}, "n_models": int}: what a metric
     #: derives a second verdict from (insdel's deletion AUC); not recorded
     raw: dict = field(default_factory=dict)
@@ -385,8 +387,10 @@ def evaluate(case, dataset, trained, ctx, protocol: CurveProtocol) -> Evaluation
                                                        axis=0)]}
     # the case's own row only: the random baseline's row was the same in every method's picture
     # (the report stacks a group's pictures, random's among them: 15 copies of one row on the page)
-    fig = snapshot_figure({case.method: res[case.method][0].snapshots}
-                          if res[case.method][0].snapshots else {}, P.figure_title)
+    from suite.contract import Picture
+
+    fig = Picture.drawn("", snapshot_figure, {case.method: res[case.method][0].snapshots}
+                        if res[case.method][0].snapshots else {}, P.figure_title)
     return Evaluation(verdict, curves, details, fig, {"results": res, "n_models": n_models})
 
 
@@ -439,7 +443,8 @@ def conclude(case, ev: Evaluation, *, picture: str, what: str):
     from suite.contract import CaseResult, Picture
     from suite.metrics.verdict import conclude as conclude_verdict
 
-    figures = [Picture(ev.figure, picture)]
+    figures = [dataclasses.replace(ev.figure, title=picture) if isinstance(ev.figure, Picture)
+               else Picture(ev.figure, picture)]
     if case.method == "random":
         v = ev.verdict
         return CaseResult(score=v.score, higher_is_better=v.higher_is_better,

@@ -398,9 +398,9 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
     rows = {f"MoRF {imp}": [fill_removed(x0, removed_at(o0, t, x0.shape[2:]), imputation=imp,
                                          noise_std=NOISE_STD, seed=i, fill=fill)[0]
                             for i, t in enumerate(fr)] for imp in IMPUTATIONS}
-    picture = Picture(figure_rows(rows, fr, title=f"ROAD on {case.dataset} ({case.method})"),
-                      f"ROAD: one test image with its most relevant pixels imputed (noisy linear) "
-                      f"or set to the mean (fixed), per fraction ({case.method})")
+    picture = Picture.drawn(f"ROAD: one test image with its most relevant pixels imputed (noisy "
+                            f"linear) or set to the mean (fixed), per fraction ({case.method})",
+                            figure_rows, rows, fr, title=f"ROAD on {case.dataset} ({case.method})")
     if case.method == "random":
         m, lr = res["morf"].curve_mean(), res["lerf"].curve_mean()
         same = Check("random_curve", bool(np.all(np.abs(m - lr) <= 0.1)), (

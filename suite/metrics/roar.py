@@ -363,10 +363,10 @@ def evaluate_case(case, ds, trained, ctx) -> CaseResult:
                            else res.aggregation, channels=ds.in_shape[0])
         rows[label] = [masked(x0, v, t, fill, mode=mode, granularity=res.granularity)[0]
                        for t in res.fractions]
-    picture = Picture(figure_rows(rows, res.fractions, title=f"{name} on {case.dataset}: a test "
-                                  f"image with the {'top' if mode == 'remove' else 'bottom'} t "
-                                  "replaced"),
-                      f"{name}: one test image masked at each fraction ({case.method} and random)")
+    picture = Picture.drawn(f"{name}: one test image masked at each fraction ({case.method} and "
+                            "random)", figure_rows, rows, res.fractions,
+                            title=f"{name} on {case.dataset}: a test image with the "
+                                  f"{'top' if mode == 'remove' else 'bottom'} t replaced")
     if case.method == "random":
         return CaseResult(score=res.score, higher_is_better=res.higher_is_better, curves=curves,
                           details={**details, "check": f"monotone within {RANDOM_MONOTONE_TOL} + "

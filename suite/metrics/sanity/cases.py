@@ -54,8 +54,9 @@ def conclude(case, result: R.SanityResult, x, *, grid: bool = True, details: dic
     what = f"{case.dataset} / {case.model} / {case.method}"
     figures = []
     if grid:
-        figures.append(Picture(F.plot_grid(x, result), f"{result.test} randomization grid, {what} "
-                               "(rows: test images; columns: input, trained, then each step)"))
+        figures.append(Picture.drawn(f"{result.test} randomization grid, {what} (rows: test "
+                                     "images; columns: input, trained, then each step)",
+                                     F.plot_grid, x, result))
     # no per-case similarity plot (F.plot_curves): the report draws the same curves (the case's
     # ``curves``) as the section's small multiples and never embedded it
 
@@ -118,10 +119,10 @@ def evaluate_grid(case, dataset, trained, ctx) -> CaseResult:
     results = {m: R.cascading_randomization(trained.model, case.model, m, x, y, n_examples=len(x),
                                             **_kw(m, case.scale, ctx))
                for m in methods}
-    figures = [Picture(F.plot_method_grid(x[i], results, i),
-                       f"cascading randomization, {case.dataset} / {case.model}, test image {i} "
-                       "(rows: methods; columns: input, trained, then each layer re-initialised "
-                       "from the logits down)") for i in range(min(len(x), GRID_PICTURES))]
+    figures = [Picture.drawn(f"cascading randomization, {case.dataset} / {case.model}, test image "
+                             f"{i} (rows: methods; columns: input, trained, then each layer "
+                             "re-initialised from the logits down)", F.plot_method_grid, x[i],
+                             results, i) for i in range(min(len(x), GRID_PICTURES))]
     steps = next(iter(results.values())).steps
     checks = []
     for m, r in results.items():
