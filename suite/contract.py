@@ -39,9 +39,9 @@ class Check:
 class Picture:
     """A matplotlib Figure for the report, with its caption.
 
-    ``Picture(figure, title)`` holds a drawn Figure. ``Picture.drawn(title, fn, *args)`` holds
+    ``Picture(figure, title)`` holds a drawn Figure. ``Picture.drawn(caption, fn, *args)`` holds
     the drawing instead (``fn(*args, **kwargs)`` returns the Figure) with ``key``, a fingerprint
-    of the function, its arguments and the suite's code (``suite.figures.picture_key``): the
+    of the function, its arguments and the suite's code (``picture_key`` below): the
     plugin then reuses the PNG it saved for the same key (a cached re-run draws nothing) and draws
     only on a miss. Arguments it cannot fingerprint give no key: the picture is drawn every time.
     """
@@ -135,7 +135,11 @@ def _feed(h, obj: Any) -> None:
     if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
         h.update(f"{type(obj).__name__}:{obj!r};".encode())
     elif isinstance(obj, torch.Tensor):
-        _feed(h, obj.detach().cpu().numpy())
+        try:
+            a = obj.detach().cpu().numpy()
+        except (TypeError, RuntimeError) as err:      # e.g. bfloat16: no numpy dtype
+            raise _Unkeyable(str(err)) from None
+        _feed(h, a)
     elif isinstance(obj, np.ndarray):
         a = np.ascontiguousarray(obj)
         if a.dtype == object:

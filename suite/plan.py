@@ -409,7 +409,7 @@ class _Planner:
             from dataclasses import replace
 
             from suite.models import build_model
-            from suite.training import torch_threads, train
+            from suite.training import torch_threads, train, uses_channels_last
 
             n, m = min(512, len(ds.x_train)), min(256, len(ds.x_test))
             net = build_model(model, ds.num_classes, ds.in_shape, 0)
@@ -417,7 +417,8 @@ class _Planner:
                 t0 = time.perf_counter()
                 train(replace(spec, epochs=1), net.to(self.ctx.device), ds.x_train[:n],
                       ds.y_train[:n], x_test=ds.x_test[:m], y_test=ds.y_test[:m],
-                      device=self.ctx.device, seed=0, label="plan: unit cost")
+                      device=self.ctx.device, seed=0, label="plan: unit cost",
+                      channels_last=uses_channels_last(net))   # as fit_cached trains it
                 _sync(self.ctx.device)
             self._rates[k] = (time.perf_counter() - t0) / n
             self.plan.unit_costs[f"train {model} on {ds.name}"] = \
@@ -448,10 +449,13 @@ class _Planner:
 
             name, shape, classes, batch = FLOP_REFERENCE
             dev = self.ctx.device
+            # in channels_last, as fit_cached trains every model with a convolution
             net = build_model(name, classes, shape, 0).to(dev).train()
+            net.to(memory_format=torch.channels_last)
             opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
             g = torch.Generator().manual_seed(0)
             x = torch.rand((batch, *shape), generator=g).to(dev)
+            x = x.contiguous(memory_format=torch.channels_last)
             y = torch.randint(0, classes, (batch,), generator=g).to(dev)
 
             def step():
@@ -563,8 +567,8 @@ FLOP_REFERENCE = ("resnet8", (3, 32, 32), 10, 64)
 ATTR_PROXY = "simplecnn"
 
 
-def param_count(model: str, num_classes: int, in_shape: tuple[int, int, int]) -> int:
-    """The parameter count of ``model``, built on the meta device (nothing allocated)."""
+def _meta_model(model: str, num_classes: int, in_shape: tuple[int, int, int]):
+    """``model`` built on the meta device: shapes only, no weights allocated or initialised."""
     import torch
 
     from suite.matrix import load_builtins
@@ -572,8 +576,12 @@ def param_count(model: str, num_classes: int, in_shape: tuple[int, int, int]) ->
 
     load_builtins()
     with torch.device("meta"):
-        net = MODELS[model].factory(num_classes, tuple(in_shape))
-    return sum(p.numel() for p in net.parameters())
+        return MODELS[model].factory(num_classes, tuple(in_shape))
+
+
+def param_count(model: str, num_classes: int, in_shape: tuple[int, int, int]) -> int:
+    """The parameter count of ``model`` (built on the meta device)."""
+    return sum(p.numel() for p in _meta_model(model, num_classes, in_shape).parameters())
 
 
 def step_flops(model: str, num_classes: int, in_shape: tuple[int, int, int]) -> tuple[float, float]:
@@ -584,13 +592,7 @@ def step_flops(model: str, num_classes: int, in_shape: tuple[int, int, int]) -> 
     import torch.nn.functional as F
     from torch.utils.flop_counter import FlopCounterMode
 
-    from suite.matrix import load_builtins
-    from suite.registry import MODELS
-
-    load_builtins()
-    with torch.device("meta"):
-        net = MODELS[model].factory(num_classes, tuple(in_shape))
-    net.train()
+    net = _meta_model(model, num_classes, in_shape).train()
     x = torch.zeros((2, *in_shape), device="meta")
     y = torch.zeros(2, dtype=torch.long, device="meta")
     with FlopCounterMode(display=False) as counter:

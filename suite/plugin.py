@@ -470,24 +470,27 @@ class Recorder:
 
     def picture(self, pic) -> str:
         """Save a ``suite.contract.Picture`` into the report's assets (its path relative to the
-        report). A keyed picture whose PNG the picture cache holds is copied from there, not drawn;
-        otherwise it is drawn, saved, and (keyed) stored in the cache, written atomically. A
-        cached file that is not a readable PNG is drawn again."""
+        report). A keyed picture whose PNG the picture cache holds (``ImageCache``, the page's
+        image cache) is copied from there, not drawn; otherwise it is drawn, saved, and (keyed)
+        stored there. A cached entry that is not a readable PNG is drawn again."""
         assets = self._out / "assets"
         assets.mkdir(parents=True, exist_ok=True)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._item.nodeid)[-120:]
         n = len(self.data.get("images", []))
         rel = f"assets/{stem}-{n}.png"
-        from suite.report.plots import is_raster, png_bytes
+        from suite.report.plots import ImageCache, is_raster, png_bytes
 
-        got = self._cached_picture(pic.key)
-        if got is None:
+        def draw() -> tuple[str, bytes]:     # the kind travels in the cache entry's mime line
             fig = pic.make()
-            png, kind = png_bytes(fig, dpi=80, bbox_inches="tight"), \
-                "raster" if is_raster(fig) else "plot"
-            self._store_picture(pic.key, png, kind)
+            kind = "raster" if is_raster(fig) else "plot"
+            return f"image/png;kind={kind}", png_bytes(fig, dpi=80, bbox_inches="tight")
+
+        if pic.key is None or self._pictures is None:
+            mime, png = draw()
         else:
-            png, kind = got
+            mime, png = ImageCache(self._pictures).get(("case picture", pic.key), draw,
+                                                       check=_decodes)
+        kind = mime.partition(";kind=")[2] or "plot"
         (self._out / rel).write_bytes(png)
         # kind: a raster picture (images, maps) or a plot; the page embeds rasters with a
         # smaller palette (suite.report.plots.RASTER_COLORS)
@@ -495,43 +498,24 @@ class Recorder:
         self._flush()
         return rel
 
-    def _cached_picture(self, key: str | None) -> tuple[bytes, str] | None:
-        if key is None or self._pictures is None:
-            return None
-        for kind in ("raster", "plot"):
-            path = self._pictures / f"{key}-{kind}.png"
-            try:
-                data = path.read_bytes()
-            except OSError:
-                continue
-            try:
-                import io
-
-                from PIL import Image
-
-                with Image.open(io.BytesIO(data)) as im:
-                    im.verify()                 # a torn or foreign file: drawn again
-                return data, kind
-            except Exception:
-                return None
-        return None
-
-    def _store_picture(self, key: str | None, png: bytes, kind: str) -> None:
-        if key is None or self._pictures is None:
-            return
-        try:
-            self._pictures.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._pictures, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(png)
-            os.replace(tmp, self._pictures / f"{key}-{kind}.png")
-        except OSError as err:           # a read-only cache: the picture is still in the report
-            log.warning("picture cache not written (%s)", err)
-
     def _flush(self) -> None:
         props = [p for p in self._item.user_properties if p[0] != RECORD_KEY]
         props.append((RECORD_KEY, json.loads(json.dumps(self.data, default=_jsonable))))
         self._item.user_properties[:] = props
+
+
+def _decodes(png: bytes) -> bool:
+    """Whether ``png`` is a whole image Pillow reads (a cached picture torn or replaced is not)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(png)) as im:
+            im.verify()
+        return True
+    except Exception:
+        return False
 
 
 def _jsonable(obj: Any) -> Any:

@@ -198,8 +198,9 @@ def uses_channels_last(model: nn.Module) -> bool:
     has a 2-D convolution. On CPU (oneDNN) and CUDA (cuDNN) NHWC convolutions are faster: measured
     side by side on a 2-core CPU, an epoch of the suite's CNNs on digits and shapes with their
     small recipes takes 1.19x to 1.54x less CPU time in channels_last (one thread;
-    ``python benchmarks/bench_training.py``, column ``NCHW/NHWC``); an MLP has nothing to gain. It changes the float reductions, so it is part of the
-    model key (:func:`numerics`); the trained weights are stored NCHW as before."""
+    ``python benchmarks/bench_training.py``, column ``NCHW/NHWC``); an MLP has nothing to gain.
+    It changes the float reductions, so it is part of the model key (:func:`numerics`); the
+    trained weights are stored NCHW as before."""
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 

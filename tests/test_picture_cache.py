@@ -12,6 +12,7 @@ from suite.contract import Picture
 from suite.contract import picture_key
 from suite.figures import figure_rows
 from suite.plugin import Recorder
+from suite.report.plots import ImageCache
 
 
 def _rows(v: float = 0.5):
@@ -74,8 +75,9 @@ def test_a_torn_cached_picture_is_drawn_again(tmp_path):
     pic = Picture.drawn("ROAD", draw, _rows(), (0.1, 0.5))
     rec, _ = _recorder(tmp_path)
     rec.picture(pic)
-    (cached,) = (tmp_path / "pictures").glob(f"{pic.key}-*.png")
-    cached.write_bytes(cached.read_bytes()[:50])          # torn
+    k = ImageCache(tmp_path / "pictures").key(("case picture", pic.key))
+    cached = tmp_path / "pictures" / k[:2] / k              # the plugin keeps them in an ImageCache
+    cached.write_bytes(cached.read_bytes()[:80])            # torn
     rec2, _ = _recorder(tmp_path)
     rel = rec2.picture(pic)
     assert len(calls) == 2
@@ -89,5 +91,5 @@ def test_a_drawn_figure_and_an_unkeyed_picture_are_never_cached(tmp_path):
     rec, _ = _recorder(tmp_path)
     rec.figure(figure_rows(_rows(), (0.1, 0.5)), "plain")
     rec.picture(Picture.drawn("unkeyed", lambda o: figure_rows(_rows(), (0.1, 0.5)), object()))
-    assert not (tmp_path / "pictures").exists() or not list((tmp_path / "pictures").iterdir())
+    assert not (tmp_path / "pictures").exists() or not list((tmp_path / "pictures").rglob("*"))
     assert len(rec.data["images"]) == 2

@@ -247,7 +247,7 @@ class Evaluation:
     verdict: Any
     curves: list[dict]
     details: dict
-    figure: Any                 # a suite.contract.Picture (its caption set by conclude) or a Figure
+    figure: Any                 # a suite.contract.Picture, its caption set by conclude
     #: {"results": {method or "random": [SeedResult per seed]}, "n_models": int}: what a metric
     #: derives a second verdict from (insdel's deletion AUC); not recorded
     raw: dict = field(default_factory=dict)
@@ -440,11 +440,10 @@ def conclude(case, ev: Evaluation, *, picture: str, what: str):
     """The case's ``CaseResult``: score, baseline, verdict, curves, details and the figure
     (captioned ``picture``); "beats random" asserted as the method's role asks (``suite.roles``).
     The ``random`` case is the baseline itself: its beats_baseline is left empty (None)."""
-    from suite.contract import CaseResult, Picture
+    from suite.contract import CaseResult
     from suite.metrics.verdict import conclude as conclude_verdict
 
-    figures = [dataclasses.replace(ev.figure, title=picture) if isinstance(ev.figure, Picture)
-               else Picture(ev.figure, picture)]
+    figures = [dataclasses.replace(ev.figure, title=picture)]
     if case.method == "random":
         v = ev.verdict
         return CaseResult(score=v.score, higher_is_better=v.higher_is_better,

@@ -466,24 +466,12 @@ def looks_raster(image: Any) -> bool:
     return sum(hist[250:]) < 0.65 * small.width * small.height
 
 
-def _code_digest() -> str:
-    """sha256 of the drawing code's source (this module and ``page.py``)."""
-    import hashlib
-    from pathlib import Path
-
-    h = hashlib.sha256()
-    for mod in ("plots.py", "page.py"):
-        path = Path(__file__).with_name(mod)
-        h.update(path.read_bytes() if path.is_file() else b"")
-    return h.hexdigest()
-
-
 class ImageCache:
     """Drawn page images on disk, keyed by a hash of exactly what they are drawn from.
 
-    The key is the sha256 of: ``RENDER_VERSION``, the matplotlib and Pillow versions, the source
-    of ``plots.py`` and ``page.py`` (any change to the drawing code makes new keys), and the
-    caller's ``parts`` (the data drawn: e.g. the ``repr`` of a ``Multiples`` and the styles, or
+    The key is the sha256 of: ``RENDER_VERSION``, ``suite.contract.code_fingerprint()`` (the
+    matplotlib and Pillow versions and the source of every module of the suite: any change to
+    the drawing code, its styles included, makes new keys), and the caller's ``parts`` (the data drawn: e.g. the ``repr`` of a ``Multiples`` and the styles, or
     the bytes' hash of the pictures stacked). A picture whose input changed has another key, so
     it is drawn again; nothing is reused on a name or a date. ``root=None``: no cache.
     """
@@ -498,23 +486,23 @@ class ImageCache:
     def key(self, parts: Any) -> str:
         import hashlib
 
-        import matplotlib
-        import PIL
+        from suite.contract import code_fingerprint
 
         if self._salt is None:
-            self._salt = (f"{RENDER_VERSION}|{matplotlib.__version__}|{PIL.__version__}|"
-                          f"{_code_digest()}")
+            self._salt = f"{RENDER_VERSION}|{code_fingerprint()}"
         return hashlib.sha256(f"{self._salt}|{parts!r}".encode()).hexdigest()
 
-    def get(self, parts: Any, draw: Any) -> tuple[str, bytes]:
-        """``(mime, bytes)`` from the cache, else ``draw()`` (stored for the next run)."""
+    def get(self, parts: Any, draw: Any, check: Any = None) -> tuple[str, bytes]:
+        """``(mime, bytes)`` from the cache, else ``draw()`` (stored for the next run). ``check``:
+        an optional test of a cached body (e.g. that it decodes); an entry failing it is drawn
+        again and replaced."""
         if self.root is None:
             return draw()
         key = self.key(parts)
         path = self.root / key[:2] / key
         try:
             head, _, body = path.read_bytes().partition(b"\n")
-            if head.startswith(b"image/") and body:
+            if head.startswith(b"image/") and body and (check is None or check(body)):
                 self.hits += 1
                 return head.decode("ascii"), body
         except OSError:
