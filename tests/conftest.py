@@ -1,6 +1,14 @@
 import pytest
 
+from suite import matrix as _matrix
+
 pytest_plugins = ["pytester"]
+
+# Every built-in registration (datasets, models, methods, metrics) is imported here, before any
+# test: a test using pytester gets sys.modules restored at its end, which drops the modules the
+# test imported first; the next import of such a module registers its ids again (RegistryError:
+# "already registered"), on whichever later test of that process imports it.
+_matrix.load_builtins()
 
 
 @pytest.fixture
