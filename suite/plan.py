@@ -194,13 +194,14 @@ def _probe(ctx, fn, kind: str) -> tuple[bool, str | None]:
 
 
 class _Planner:
-    def __init__(self, ctx, *, estimate: bool = True):
+    def __init__(self, ctx, *, estimate: bool = True, probe: bool = True):
         from suite.matrix import load_builtins
 
         load_builtins()
         self.ctx = ctx
         self.plan = Plan(device=ctx.device)
         self.estimate = estimate
+        self.probe = probe           # False: retrainings are not looked up (never "cached")
         self._data: dict[tuple[str, str], Any] = {}
         self._history = _history(ctx.cache)
         self._rates: dict[tuple, Any] = {}
@@ -327,7 +328,7 @@ class _Planner:
         if logical in self.plan.nodes:
             return self.plan.add(self.plan.nodes[logical], nodeid)
         key, cached = None, False
-        if model_node.cached and all(a.cached for a in attrs):
+        if self.probe and model_node.cached and all(a.cached for a in attrs):
             def run(ctx):
                 from suite.artifacts import trained_model
 
@@ -355,7 +356,7 @@ class _Planner:
             return self.plan.add(self.plan.nodes[logical], nodeid)
         names = [f"{ds.name}-{model}-{method}-morf-linear-t{t:g}-s{s}" for t in fractions for s in seeds]
         cached = False
-        if model_node.cached and all(a.cached for a in attrs):
+        if self.probe and model_node.cached and all(a.cached for a in attrs):
             def run(ctx):
                 from suite.artifacts import trained_model
 

@@ -302,10 +302,30 @@ def _set_threads(config: pytest.Config, workers: int) -> None:
 
 
 class _XdistHooks:
-    """Registered only when pytest-xdist is loaded: hands the run's id to every worker."""
+    """Registered only when pytest-xdist is loaded: hands the run's id to every worker; under
+    ``-n`` with the default ``--dist load``, schedules the cases by scope, heaviest first
+    (``suite.schedule``)."""
 
     def pytest_configure_node(self, node) -> None:
+        from suite.schedule import WORKER_FLAG
+
         node.workerinput["sb_run_id"] = node.config.stash[_STATE].run_id
+        node.workerinput[WORKER_FLAG] = node.config.getoption("dist") == "load"
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log):
+        if config.getoption("dist") != "load":
+            return None           # an explicit --dist: pytest-xdist's own scheduler
+        from suite.schedule import make_scheduler
+
+        return make_scheduler(config, log)
+
+    @pytest.hookimpl(trylast=True)        # after -k / -m deselected what does not run
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list) -> None:
+        from suite.schedule import WORKER_FLAG, order
+
+        if getattr(config, "workerinput", {}).get(WORKER_FLAG):
+            items[:] = order(items, context_from_config(config))
 
 
 def _now() -> str:

@@ -97,7 +97,9 @@ def test_run_writes_the_results_contract_and_the_second_run_trains_nothing(proje
 
 
 def test_parallel_workers_build_each_model_once(project):
-    """Eight cases that all need digits x mlp, on two xdist workers: one build."""
+    """Eight cases that all need digits x mlp, on two xdist workers: one build. (--dist worksteal:
+    under the default the plugin's scheduler runs a scope's cases on one worker, suite.schedule;
+    here both workers must race for the model.)"""
     project.makepyfile(**{"cases/test_many": '''
 import pytest
 pytestmark = pytest.mark.metric("accuracy")
@@ -107,9 +109,12 @@ def test_same_model(case, trained, record, rep):
     record(score=trained.test_acc, details={"from_cache": trained.from_cache})
     assert trained.test_acc > 0.5
 '''})
-    res = run(project, "--scale", "smoke", "-n", "2", "-k", "test_same_model and digits and mlp")
+    res = run(project, "--scale", "smoke", "-n", "2", "--dist", "worksteal", "-v",
+              "-k", "test_same_model and digits and mlp")
     assert res.ret == pytest.ExitCode.OK, res.stdout.str()
     res.assert_outcomes(passed=8)
+    out = res.stdout.str()
+    assert "[gw0]" in out and "[gw1]" in out, out       # both workers ran cases that need it
     assert len(builds(project)) == 1
     assert {c["score"] for c in results(project)["cases"]} == {results(project)["cases"][0]["score"]}
 
