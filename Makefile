@@ -26,13 +26,15 @@ $(STAMP): pyproject.toml
 
 # A failed case is a verdict of the benchmark (a method that did not beat random), shown in the
 # report; bench then still exits 0 (--allow-verdicts). An error (an exception, a crashed worker)
-# always fails it. STRICT=1 makes verdicts fail the command too. One process with two torch
-# threads (--threads is part of a trained model's key, so the numbers do not depend on -n; two
-# xdist workers measured slower here: most cases of a model wait on the worker that trains it).
+# always fails it. STRICT=1 makes verdicts fail the command too. WORKERS xdist workers of one
+# torch thread each (--threads is part of a trained model's key, so the numbers depend on neither
+# WORKERS nor -n); the plugin hands each worker whole scopes (a metric on one model), heaviest
+# first (suite/schedule.py). On 2 cores two one-thread workers measured faster than one process
+# of two threads (README, "Quick start"). About 2 GB of memory per worker.
+WORKERS ?= 2
 bench: $(CORE)
-	@$(PY) -m pytest cases/ --scale small -p no:cacheprovider --threads 2 -o log_cli=true \
-		--log-cli-level=INFO --log-cli-format='%(asctime)s %(message)s' \
-		--log-cli-date-format=%H:%M:%S -rfEs $(if $(STRICT),,--allow-verdicts) $(ARGS)
+	@$(PY) -m pytest cases/ --scale small -p no:cacheprovider -n $(WORKERS) --threads 1 -v \
+		-rfEs $(if $(STRICT),,--allow-verdicts) $(ARGS)
 
 test: $(STAMP)
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/test_kernels_*.py -q -p no:cacheprovider
