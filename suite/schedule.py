@@ -26,7 +26,7 @@ everything it depends on, and ``--threads`` fixes the torch threads of every wor
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any, Sequence
 
 log = logging.getLogger("saliencybench")
@@ -114,6 +114,37 @@ def make_scheduler(config, log_=None):
     class CaseScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             return scope_of(nodeid)
+
+        def _reschedule(self, node) -> None:
+            # a worker runs a test only once it holds the next one or is shutting down: top it up
+            # past two tests while there is work, shut it down (it then runs what it holds) when
+            # there is none. (The parent hands out one scope per call, which can leave a fresh
+            # worker holding one test and waiting, e.g. a replacement for a crashed one.)
+            if node.shutting_down:
+                return
+            while self.workqueue and self._pending_of(self.assigned_work[node]) <= 2:
+                self._assign_work_unit(node)
+            if not self.workqueue:
+                node.shutdown()
+
+        def remove_node(self, node):
+            # a crashed worker: the test it was running is reported as crashed (by pytest-xdist's
+            # session) and not run again; the rest of its scopes go back to the front of the
+            # queue. (The parent re-queues the crashing test too, and every replacement worker
+            # crashes on it in turn.)
+            workload = self.assigned_work.pop(node)
+            pending = [(scope, nodeid) for scope, unit in workload.items()
+                       for nodeid, done in unit.items() if not done]
+            if not pending:
+                return None
+            scope, crashitem = pending[0]
+            workload[scope][crashitem] = True
+            queue = OrderedDict((s, u) for s, u in workload.items() if not all(u.values()))
+            queue.update(self.workqueue)
+            self.workqueue = queue
+            for other in list(self.assigned_work):
+                self._reschedule(other)
+            return crashitem
 
         def schedule(self) -> None:
             # LoadScopeScheduling sorts the scopes by test count unless told not to; the workers

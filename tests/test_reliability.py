@@ -280,8 +280,9 @@ def project(pytester: pytest.Pytester, monkeypatch):
 
 
 def run(p: pytest.Pytester, *args: str):
+    # timeout: a run that hangs (a scheduler that lost a crashed worker's tests) fails the test
     return p.runpytest_subprocess("cases", "-p", "no:cacheprovider", "--cache-dir", str(p.path / "cache"),
-                                  "--data-root", str(p.path / "nodata"), *args)
+                                  "--data-root", str(p.path / "nodata"), *args, timeout=600)
 
 
 def results(p: pytest.Pytester, where: str = "reports/latest") -> dict:

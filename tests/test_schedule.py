@@ -94,11 +94,14 @@ def project(pytester: pytest.Pytester):
     (pytester.path / "cases").mkdir()
     shutil.copy(ROOT / "cases" / "test_accuracy.py", pytester.path / "cases" / "test_accuracy.py")
     pytester.makepyfile(**{"cases/test_many": '''
+import os
 import pytest
 pytestmark = pytest.mark.metric("accuracy")
 
 @pytest.mark.parametrize("rep", range(6))
 def test_same_model(case, trained, record, rep):
+    if os.environ.get("SB_TEST_CRASH") == f"{case.model}-{rep}":
+        os._exit(3)               # the worker dies mid-case
     record(score=trained.test_acc)
 '''})
     return pytester
@@ -114,11 +117,16 @@ def _workers(res) -> dict[str, str]:
     return out
 
 
+def run(p: pytest.Pytester, *args: str):
+    # a scheduler that loses a test hangs the run: fail instead
+    return p.runpytest_subprocess(
+        "cases", "-p", "no:cacheprovider", "--cache-dir", str(p.path / "cache"),
+        "--data-root", str(p.path / "nodata"), "--scale", "smoke", "-n", "2", "-v",
+        "-k", "digits and (mlp or camcnn)", *args, timeout=600)
+
+
 def test_under_n_2_a_scope_runs_on_one_worker(project):
-    res = project.runpytest_subprocess(
-        "cases", "-p", "no:cacheprovider", "--cache-dir", str(project.path / "cache"),
-        "--data-root", str(project.path / "nodata"), "--scale", "smoke", "-n", "2", "-v",
-        "-k", "digits and (mlp or camcnn)")
+    res = run(project)
     assert res.ret == pytest.ExitCode.OK, res.stdout.str()
     res.assert_outcomes(passed=14)
     where = _workers(res)
@@ -127,3 +135,16 @@ def test_under_n_2_a_scope_runs_on_one_worker(project):
         reps = {w for nodeid, w in where.items() if f"test_same_model[digits-{model}-" in nodeid}
         assert len(reps) == 1, where                          # 6 cases of one scope, one worker
     assert set(where.values()) == {"gw0", "gw1"}, where       # both workers had scopes
+
+
+def test_a_crashed_worker_loses_its_case_only(project, monkeypatch):
+    """The worker dies in the second case of a scope: that case is an error, once; the rest of the
+    scope runs on another worker, each case once, and the run ends."""
+    monkeypatch.setenv("SB_TEST_CRASH", "camcnn-1")
+    res = run(project)
+    assert res.ret == pytest.ExitCode.TESTS_FAILED, res.stdout.str()
+    res.assert_outcomes(passed=13, failed=1)
+    out = res.stdout.str()
+    assert "crashed while running" in out and "test_same_model[digits-camcnn-1]" in out
+    reported = [line for line in res.stdout.lines if re.match(r"\[gw\d+\] \[", line)]
+    assert len(reported) == len({line.split()[-1] for line in reported}) == 14, reported
