@@ -8,7 +8,9 @@ lock, idle. Under ``-n`` with that default the plugin replaces the scheduler
 (a scope runs whole on one worker; a worker is handed the next scope when it has two tests or
 fewer left), where the scope of a case is its case function, dataset and model
 (:func:`scope_of`: the cases of one metric on one model share their artifacts), and a test that
-is not parametrized is a scope of its own, as under ``load``. An explicit ``--dist`` (loadscope,
+is not parametrized is a scope of its own, as under ``load``. When a worker crashes, the case it
+was running is reported as crashed and not run again, and the rest of its scopes go back to the
+front of the queue (for another worker or its replacement). An explicit ``--dist`` (loadscope,
 loadfile, worksteal, ...) is left to pytest-xdist.
 
 Scopes are handed out in collection order, and every worker sorts the cases it collected the
