@@ -66,6 +66,7 @@ class Node:
     cost_from: str = ""                # "builds.log", "measured", "" (not estimated)
     cases: list[str] = field(default_factory=list)
     params: int = 0                    # the architecture's parameter count (GPU share)
+    image_epochs: int = 0              # training images x epochs of its trainings (0: no training)
 
     @property
     def label(self) -> str:
@@ -280,13 +281,13 @@ class _Planner:
                     {"op": "train", "dataset": ds.name, "model": model, "seed": seed},
                     key=key, cached=meta is not None)
         if node.id not in self.plan.nodes:
-            node.params = param_count(model, ds.num_classes, tuple(ds.in_shape))
-            if not node.cached:
-                from suite.training import recipe
+            from suite.training import recipe
 
-                rec = recipe(ds.name, model, self.ctx.scale).train
-                self._cost(node, lambda: rec.epochs * len(ds.x_train)
-                           * self._train_rate(model, ds, rec))
+            node.params = param_count(model, ds.num_classes, tuple(ds.in_shape))
+            rec = recipe(ds.name, model, self.ctx.scale).train
+            node.image_epochs = rec.epochs * len(ds.x_train)
+            if not node.cached:
+                self._cost(node, lambda: node.image_epochs * self._train_rate(model, ds, rec))
         node = self.plan.add(node, nodeid)
         self._ids[memo] = node.id
         return node
@@ -336,12 +337,12 @@ class _Planner:
                 roar.evaluate(ctx, ds, tm, method, mode=mode, fractions=(t,), seeds=(seed,))
 
             cached, key = _probe(self.ctx, run, "roar")
+        spec = roar.retrain_spec(ds.name, model, self.ctx.scale)
         node = Node(logical, "roar", [name], task, deps=[model_node.id] + [a.id for a in attrs],
-                    key=key, cached=cached, params=model_node.params)
+                    key=key, cached=cached, params=model_node.params,
+                    image_epochs=spec.epochs * len(ds.x_train))
         if not cached:
-            spec = roar.retrain_spec(ds.name, model, self.ctx.scale)
-            self._cost(node, lambda: spec.epochs * len(ds.x_train)
-                       * self._train_rate(model, ds, spec))
+            self._cost(node, lambda: node.image_epochs * self._train_rate(model, ds, spec))
         return self.plan.add(node, nodeid)
 
     def road(self, ds, model: str, method: str, model_node: Node, attrs: list[Node],
@@ -365,12 +366,12 @@ class _Planner:
                               retrain=True)
 
             cached, _ = _probe(self.ctx, run, "road")
+        spec = roar.retrain_spec(ds.name, model, self.ctx.scale)
         node = Node(logical, "road", names, task, deps=[model_node.id] + [a.id for a in attrs],
-                    cached=cached, params=model_node.params)
+                    cached=cached, params=model_node.params,
+                    image_epochs=len(names) * spec.epochs * len(ds.x_train))
         if not cached:
-            spec = roar.retrain_spec(ds.name, model, self.ctx.scale)
-            self._cost(node, lambda: len(names) * spec.epochs * len(ds.x_train)
-                       * self._train_rate(model, ds, spec))
+            self._cost(node, lambda: node.image_epochs * self._train_rate(model, ds, spec))
         return self.plan.add(node, nodeid)
 
     # -- costs ----------------------------------------------------------------------------------

@@ -48,10 +48,9 @@ def scope_of(nodeid: str) -> str:
 
 def training_work(cases: Sequence[tuple[str, Any]], ctx) -> Counter:
     """scope -> FLOPs of the training (base models, retrainings) the plan of ``cases`` holds,
-    cached or not, each artifact counted for the scope of the first case that needs it."""
-    from suite.metrics import roar
+    cached or not: each node's training images x epochs (``Node.image_epochs``) x its model's
+    forward + backward FLOPs per image, counted for the scope of the first case that needs it."""
     from suite.plan import _Planner, step_flops
-    from suite.training import recipe
 
     planner = _Planner(ctx, estimate=False, probe=False)   # nothing timed, no retraining probed
     for nodeid, case in cases:
@@ -59,22 +58,13 @@ def training_work(cases: Sequence[tuple[str, Any]], ctx) -> Counter:
     flops: dict[tuple, float] = {}
     work: Counter = Counter()
     for node in planner.plan.nodes.values():
-        if node.kind not in ("models", "roar", "road") or not node.cases:
+        if not node.image_epochs or not node.cases:
             continue
-        task = node.task
-        ds = next((d for (name, model), d in planner._data.items()
-                   if model == task["model"] and not isinstance(d, str) and d.name == task["dataset"]),
-                  None)
-        if ds is None:
-            continue
-        k = (task["model"], ds.num_classes, tuple(ds.in_shape))
+        ds = planner.dataset(node.task["dataset"], node.task["model"])   # loaded once, memoised
+        k = (node.task["model"], ds.num_classes, tuple(ds.in_shape))
         if k not in flops:
             flops[k] = step_flops(*k)[1]
-        if node.kind == "models":
-            epochs = recipe(ds.name, task["model"], ctx.scale).train.epochs
-        else:
-            epochs = roar.retrain_spec(ds.name, task["model"], ctx.scale).epochs * len(node.names)
-        work[scope_of(node.cases[0])] += flops[k] * len(ds.x_train) * epochs
+        work[scope_of(node.cases[0])] += flops[k] * node.image_epochs
     return work
 
 
