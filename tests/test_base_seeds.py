@@ -6,8 +6,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import zlib
-
 import numpy as np
 import pytest
 
@@ -19,22 +17,13 @@ from suite.metrics import perturbation as pt
 from suite.metrics.insdel import deletion_verdict
 from suite.metrics.verdict import PAIRED_RULE, paired_verdict
 
-RNG = np.random.default_rng(17)
-
-
-@pytest.fixture(autouse=True)
-def _own_rng(request):
-    """Each test draws from its own generator, seeded by its name: with one module-wide stream a
-    test's data (and a threshold on its p) depended on which tests of the module had run before
-    it in the same process, i.e. on how xdist spread them."""
-    global RNG
-    RNG = np.random.default_rng([17, zlib.crc32(request.node.name.encode())])
+RNG_SEED = 17  # with the test's name, the seed of its own generator (conftest's rng)
 
 
 # -- the combination rule: known answers ------------------------------------------------------
 
-def test_one_model_by_model_is_exactly_the_paired_bca_verdict():
-    m, r = RNG.normal(0.3, 1, (1, 50)), RNG.normal(0, 1, (1, 50))
+def test_one_model_by_model_is_exactly_the_paired_bca_verdict(rng):
+    m, r = rng.normal(0.3, 1, (1, 50)), rng.normal(0, 1, (1, 50))
     for hib in (True, False):
         by_model = paired_verdict(m, r, higher_is_better=hib, by_model=True)
         before = paired_verdict(m, r, higher_is_better=hib)
@@ -44,9 +33,9 @@ def test_one_model_by_model_is_exactly_the_paired_bca_verdict():
         assert by_model.paired["n_models"] == 1 and by_model.paired["method"] == "bootstrap"
 
 
-def test_two_identical_models_have_the_one_models_estimate_and_an_image_bootstrap():
+def test_two_identical_models_have_the_one_models_estimate_and_an_image_bootstrap(rng):
     n, b = 40, 500
-    m, r = RNG.normal(0.2, 1, n), RNG.normal(0, 1, n)
+    m, r = rng.normal(0.2, 1, n), rng.normal(0, 1, n)
     two = S.seeds_by_images_interval(np.stack([m, m]), np.stack([r, r]), higher_is_better=True,
                                      resamples=b, seed=3)
     one = S.paired_interval(m, r, higher_is_better=True)
@@ -54,9 +43,9 @@ def test_two_identical_models_have_the_one_models_estimate_and_an_image_bootstra
     assert (two.n, two.n_models, two.unit) == (n, 2, "images")
     # by hand: identical rows make the model draw irrelevant, so each resample is the mean of
     # the drawn images' differences (the same generator calls: models first, then images)
-    rng = np.random.default_rng(3)
-    rng.integers(0, 2, size=(b, 2))
-    ii = rng.integers(0, n, size=(b, n))
+    draws = np.random.default_rng(3)                   # the interval's own generator (seed=3)
+    draws.integers(0, 2, size=(b, 2))
+    ii = draws.integers(0, n, size=(b, n))
     thetas = (m - r)[ii].mean(axis=1)
     lo, hi = np.quantile(thetas, [0.025, 0.975])
     assert two.ci == pytest.approx((lo, hi), abs=1e-12)
@@ -69,8 +58,8 @@ def test_two_identical_models_have_the_one_models_estimate_and_an_image_bootstra
     assert v2.paired["n_models"] == 2 and v2.paired["n"] == n
 
 
-def test_model_to_model_spread_widens_the_verdicts_interval():
-    m, r = RNG.normal(0.3, 0.5, (1, 60)), RNG.normal(0, 0.5, (1, 60))
+def test_model_to_model_spread_widens_the_verdicts_interval(rng):
+    m, r = rng.normal(0.3, 0.5, (1, 60)), rng.normal(0, 0.5, (1, 60))
     same = paired_verdict(np.concatenate([m, m, m]), np.concatenate([r, r, r]),
                           higher_is_better=True, by_model=True)
     spread = paired_verdict(np.concatenate([m, m + 0.6, m - 0.6]), np.concatenate([r, r, r]),
@@ -101,9 +90,9 @@ def _seed_result(dele):
     return pt.SeedResult(0.0, {"del": dele, "ins": dele}, per_image=np.zeros(len(dele)))
 
 
-def test_insdel_deletion_verdict_is_paired_per_image_and_lower_is_better():
+def test_insdel_deletion_verdict_is_paired_per_image_and_lower_is_better(rng):
     fr = np.linspace(0, 1, 9)
-    base = RNG.random((30, 9))
+    base = rng.random((30, 9))
     lower = base * 0.7                                 # the method's deletion curves fall faster
     raw = {"results": {"gradient": [_seed_result(lower)], "random": [_seed_result(base)]},
            "n_models": 1}

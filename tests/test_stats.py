@@ -1,32 +1,21 @@
 """suite.stats: known answers, scipy references, calibration by simulation, Holm, Kendall's tau."""
 import math
 
-import zlib
-
 import numpy as np
 import pytest
 from scipy import stats
 
 from suite import stats as S
 
-RNG = np.random.default_rng(2024)
-
-
-@pytest.fixture(autouse=True)
-def _own_rng(request):
-    """Each test draws from its own generator, seeded by its name: with one module-wide stream a
-    test's data (and a threshold on its p) depended on which tests of the module had run before
-    it in the same process, i.e. on how xdist spread them."""
-    global RNG
-    RNG = np.random.default_rng([2024, zlib.crc32(request.node.name.encode())])
+RNG_SEED = 2024  # with the test's name, the seed of its own generator (conftest's rng)
 
 
 # -- known answers ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("how", S.HOWS)
 @pytest.mark.parametrize("hib", [True, False])
-def test_constant_difference_gives_a_zero_width_interval_at_it(how, hib):
-    r = RNG.normal(size=30)
+def test_constant_difference_gives_a_zero_width_interval_at_it(how, hib, rng):
+    r = rng.normal(size=30)
     res = S.paired_interval(r + 0.25, r, higher_is_better=hib, how=how)
     assert res.mean_diff == pytest.approx(0.25, abs=1e-12)
     assert res.ci[0] == res.ci[1] == pytest.approx(0.25, abs=1e-12)
@@ -37,8 +26,8 @@ def test_constant_difference_gives_a_zero_width_interval_at_it(how, hib):
 
 
 @pytest.mark.parametrize("hib", [True, False])
-def test_t_interval_equals_scipy(hib):
-    m, r = RNG.normal(0.2, 1, 25), RNG.normal(0, 1, 25)
+def test_t_interval_equals_scipy(hib, rng):
+    m, r = rng.normal(0.2, 1, 25), rng.normal(0, 1, 25)
     res = S.paired_interval(m, r, higher_is_better=hib, how="t", level=0.9)
     ref = stats.ttest_rel(m, r, alternative="greater" if hib else "less")
     two = stats.ttest_rel(m, r)
@@ -50,8 +39,8 @@ def test_t_interval_equals_scipy(hib):
     assert (res.n, res.unit, res.method, res.level) == (25, "images", "t", 0.9)
 
 
-def test_bootstrap_is_reproducible_and_near_the_t_interval():
-    m, r = RNG.normal(0.3, 1, 200), RNG.normal(0, 1, 200)
+def test_bootstrap_is_reproducible_and_near_the_t_interval(rng):
+    m, r = rng.normal(0.3, 1, 200), rng.normal(0, 1, 200)
     a = S.paired_interval(m, r, higher_is_better=True)
     assert a == S.paired_interval(m, r, higher_is_better=True)            # same seed, same numbers
     assert a.ci != S.paired_interval(m, r, higher_is_better=True, seed=1).ci
@@ -103,8 +92,8 @@ def test_seed_interval_is_the_paired_t_over_seeds():
     assert res.ci == pytest.approx(tuple(stats.ttest_rel(m, r).confidence_interval(0.95)), rel=1e-12)
 
 
-def test_seeds_by_images():
-    m, r = RNG.normal(0.4, 1, (1, 60)), RNG.normal(0, 1, (1, 60))
+def test_seeds_by_images(rng):
+    m, r = rng.normal(0.4, 1, (1, 60)), rng.normal(0, 1, (1, 60))
     assert S.seeds_by_images_interval(m, r, higher_is_better=True) == \
         S.paired_interval(m[0], r[0], higher_is_better=True)                 # one model: BCa
     m3 = np.concatenate([m, m + 0.1, m - 0.1])
@@ -222,9 +211,9 @@ def test_agreement_matrix():
         S.agreement_matrix(scores, {"aopc": True})
 
 
-def test_rank_intervals():
+def test_rank_intervals(rng):
     n = 300
-    base = RNG.normal(size=n)
+    base = rng.normal(size=n)
     per = {"m1": {"good": base + 2.0, "mid": base + 1.0, "bad": base},
            "m2": {"good": base - 2.0, "mid": base - 0.001, "bad": base}}   # lower is better
     out = S.rank_intervals(per, {"m1": True, "m2": False}, resamples=500)
@@ -232,6 +221,6 @@ def test_rank_intervals():
     # "mid" is clearly second on m1 and a coin flip against "bad" on m2: its rank is uncertain
     assert out["mid"]["rank"] == 2.0 and out["bad"]["rank"] == 3.0
     assert out == S.rank_intervals(per, {"m1": True, "m2": False}, resamples=500)
-    noisy = {"m": {"a": RNG.normal(size=20), "b": RNG.normal(size=20)}}
+    noisy = {"m": {"a": rng.normal(size=20), "b": rng.normal(size=20)}}
     iv = S.rank_intervals(noisy, {"m": True}, resamples=500)
     assert iv["a"]["ci"] == [1.0, 2.0] and iv["b"]["ci"] == [1.0, 2.0]
